@@ -1,30 +1,43 @@
-"""Shared test fixtures: where the reference vectors and the KZG trusted setup live."""
+"""Shared test fixtures (real nats-server processes) and the vector/KZG path helpers."""
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-SHARED_DIR = Path(os.environ.get("AUTONOMYS_SHARED_DIR", REPO_ROOT.parent / "shared"))
-VECTORS_DIR = SHARED_DIR / "vectors"
-KZG_DIR = SHARED_DIR / "kzg"
-MAINNET_KZG_PARAMS = KZG_DIR / "eth-public-parameters.bin"
+from shared_paths import (  # noqa: F401  (re-exported for fixtures)
+    KZG_DIR,
+    MAINNET_KZG_PARAMS,
+    REPO_ROOT,
+    SHARED_DIR,
+    VECTORS_DIR,
+    require_mainnet_kzg,
+    require_vectors,
+)
 
 
-def require_vectors(name: str) -> Path:
-    """Path of a reference vector file; skip (loudly) only when the shared folder is absent."""
-    path = VECTORS_DIR / name
-    if not VECTORS_DIR.is_dir():
-        pytest.skip(f"reference vectors folder {VECTORS_DIR} is absent: conformance NOT checked")
-    if not path.is_file():
-        pytest.fail(f"reference vector file {path} is missing from a present vectors folder")
-    return path
+# --- NATS (services.bus) -------------------------------------------------------------------------
 
 
-def require_mainnet_kzg() -> Path:
-    if not MAINNET_KZG_PARAMS.is_file():
-        pytest.skip(f"mainnet KZG parameters {MAINNET_KZG_PARAMS} absent: conformance NOT checked")
-    return MAINNET_KZG_PARAMS
+@pytest.fixture
+def nats_server_factory():
+    """Start real ``nats-server`` processes on free 127.0.0.1 ports; all stopped at teardown.
+
+    ``nats_server_factory(**NatsServerConfig fields)`` -> started ``NatsServer``."""
+    from services.bus.server import NatsServer, NatsServerConfig
+
+    started = []
+
+    def start(**config_fields):
+        server = NatsServer(NatsServerConfig(**config_fields)).start()
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture
+def nats_server(nats_server_factory):
+    """A single-node nats-server with JetStream and max_payload 3 MiB (the cluster defaults)."""
+    return nats_server_factory()

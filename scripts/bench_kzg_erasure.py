@@ -1,0 +1,103 @@
+"""Benchmark erasure coding and KZG at record size (spec 01 §7-8); prints numbers, asserts nothing.
+
+Usage: python3 scripts/bench_kzg_erasure.py [--params PATH] [--repeat N]
+Without --params the mainnet parameters are resolved like Kzg.from_file() (env
+AUTONOMYS_KZG_PARAMS or ../shared/kzg); if absent the insecure dev setup is used.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from services.protocol import field, kzg as kzg_module, ntt  # noqa: E402
+from services.protocol.erasure import ErasureCoding  # noqa: E402
+from services.protocol.kzg import Kzg  # noqa: E402
+
+RECORD_CHUNKS = 1 << 15
+
+
+def timed(label: str, fn, repeat: int):
+    times = []
+    result = None
+    for _ in range(repeat):
+        start = time.perf_counter()
+        result = fn()
+        times.append(time.perf_counter() - start)
+    print(f"{label:<48} median {statistics.median(times) * 1e3:9.2f} ms   min {min(times) * 1e3:9.2f} ms   (n={repeat})")
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--params", type=Path, default=None)
+    parser.add_argument("--repeat", type=int, default=5)
+    args = parser.parse_args()
+
+    start = time.perf_counter()
+    ec = ErasureCoding(16)
+    warm = np.zeros((4, 32), np.uint8)
+    ec.extend_array(warm)
+    ec.recover_array(np.zeros((8, 32), np.uint8), np.array([1, 0] * 4, bool))
+    dev = Kzg.dev()
+    p = dev.poly([bytes(32)] * 4)
+    dev.create_witness(p, 4, 1)
+    print(f"{'warm-up (numba load/compile + dev setup)':<48} {(time.perf_counter() - start) * 1e3:9.2f} ms")
+
+    rng = np.random.default_rng(0)
+    record = np.zeros((RECORD_CHUNKS, 32), np.uint8)
+    record[:, 1:] = rng.integers(0, 256, size=(RECORD_CHUNKS, 31), dtype=np.uint8)
+    limbs = field.bytes_to_limbs(record)
+
+    print("-- erasure coding (scale 16) --")
+    parity = timed("extend_array one record 2^15 -> 2^16", lambda: ec.extend_array(record), args.repeat)
+    timed("extend_limbs one record (no byte conversion)", lambda: ec.extend_limbs(limbs), args.repeat)
+    full = np.empty((2 * RECORD_CHUNKS, 32), np.uint8)
+    full[0::2] = record
+    full[1::2] = parity
+    present = np.zeros(2 * RECORD_CHUNKS, bool)
+    present[rng.choice(2 * RECORD_CHUNKS, RECORD_CHUNKS, replace=False)] = True
+    timed("recover_array 2^16 from a random half", lambda: ec.recover_array(full, present), max(1, args.repeat // 2))
+    segment_column = np.zeros((1024, 128, 32), np.uint8)
+    segment_column[:, :, 1:] = rng.integers(0, 256, size=(1024, 128, 31), dtype=np.uint8)
+    t = timed("extend_array batch 1024 x (128 -> 256)", lambda: ec.extend_array(segment_column), args.repeat)
+    del t
+    timed("ntt 2^16 (limbs)", lambda: ntt.ntt(np.zeros((1 << 16, 4), np.uint64)), args.repeat)
+
+    print("-- KZG --")
+    params = args.params or kzg_module.default_params_path()
+    if params.is_file():
+        start = time.perf_counter()
+        kzg = Kzg.from_file(params)
+        print(f"{'Kzg.from_file ' + params.name:<48} {(time.perf_counter() - start) * 1e3:9.2f} ms")
+        start = time.perf_counter()
+        Kzg.from_bytes(params.read_bytes(), check=True)
+        print(f"{'Kzg.from_bytes with subgroup checks':<48} {(time.perf_counter() - start) * 1e3:9.2f} ms")
+    else:
+        print(f"parameters {params} absent: using the INSECURE dev setup")
+        kzg = dev
+    start = time.perf_counter()
+    kzg_module._dev_cache.clear()
+    Kzg.dev()
+    print(f"{'Kzg.dev() generation':<48} {(time.perf_counter() - start) * 1e3:9.2f} ms")
+
+    values = [record[i].tobytes() for i in range(RECORD_CHUNKS)]
+    poly = timed("poly 2^15 (bytes list, iFFT)", lambda: kzg.poly(values), args.repeat)
+    timed("poly_from_limbs 2^15 (iFFT only)", lambda: kzg.poly_from_limbs(limbs), args.repeat)
+    commitment = timed("commit 2^15", lambda: kzg.commit(poly), args.repeat)
+    witness = timed("create_witness 2^15 poly, 2^16 domain", lambda: kzg.create_witness(poly, 1 << 16, 12345), args.repeat)
+    value = poly.evaluate(pow(ntt.root_of_unity(16), 12345, field.R).to_bytes(32, "big"))
+    timed("verify (2^16 domain)", lambda: kzg.verify(commitment, 1 << 16, 12345, value, witness), args.repeat * 4)
+    segment_poly = kzg.poly(values[:256])
+    timed("create_witness 256 poly (segment)", lambda: kzg.create_witness(segment_poly, 256, 7), args.repeat)
+
+
+if __name__ == "__main__":
+    main()

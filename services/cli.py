@@ -1,0 +1,342 @@
+"""``autonomys-farmer`` and ``autonomys-export-piece``: the operator's command lines.
+
+The interface is the operator manual's: its supervisor ``command=`` lines must work when pasted,
+e.g. ``autonomys-farmer cluster --nats-server nats://192.168.1.1:4222 ... plot-server
+--record-encoding-concurrency 32 --priority-cache --listen-port 9966 /var/plot-server/base-path-0``.
+
+Every command takes ``--dry-run`` (validate, print the effective configuration as JSON, exit 0,
+touch nothing). Bad input exits 2 with one ``error: ...`` line naming the value. A real run
+imports the role's service lazily (``services.<role>.service.<Role>Service``) and hands it to
+:func:`services.daemon.run_daemon`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import json
+import sys
+from typing import Any, Callable, NoReturn, Sequence
+
+from services.config import CommonArgs, ConfigError, dedupe_nats_servers, parse_listen, parse_log_level
+
+PROG = "autonomys-farmer"
+
+# role name on the command line -> (config module, service module, service class)
+CLUSTER_ROLES: dict[str, tuple[str, str, str]] = {
+    "controller": ("services.controller.config", "services.controller.service", "ControllerService"),
+    "sharded-cache": ("services.sharded_cache.config", "services.sharded_cache.service", "ShardedCacheService"),
+    "full-piece-sharded-cache": (
+        "services.full_piece_cache.config",
+        "services.full_piece_cache.service",
+        "FullPieceCacheService",
+    ),
+    "plot-server": ("services.plot_server.config", "services.plot_server.service", "PlotServerService"),
+    "plot-client": ("services.plot_client.config", "services.plot_client.service", "PlotClientService"),
+    "proof-server": ("services.proof_server.config", "services.proof_server.service", "ProofServerService"),
+}
+DEV_NODE_SERVICE = ("services.node.dev_node", "DevNode")
+
+ROLE_HELP = {
+    "controller": "proxy the node to the cluster (slot info, rewards, segments, pieces)",
+    "sharded-cache": "piece cache shard: path=DIR",
+    "full-piece-sharded-cache": "full history piece cache: path=DIR (autonomys-export-piece output)",
+    "plot-server": "encode sectors: [--record-encoding-concurrency N] [--priority-cache] [--listen-port P] BASE_PATH",
+    "plot-client": "farm plots: --reward-address ADDR path=DIR,sectors=N ...",
+    "proof-server": "compute proofs for audit winners (CUDA_VISIBLE_DEVICES, GPU_CONCURRENCY)",
+}
+
+# util command -> (argument adder, config builder, implementation module); names in services.utils.config
+UTIL_COMMANDS: dict[str, tuple[str, str, str, str]] = {
+    "reinitialization-cache": (
+        "add_reinitialization_cache_arguments",
+        "reinitialization_cache_from_args",
+        "services.utils.reinitialization_cache",
+        "re-initialize the whole cache cluster after --delay seconds",
+    ),
+    "sharded-cache-benchmark": (
+        "add_sharded_cache_benchmark_arguments",
+        "sharded_cache_benchmark_from_args",
+        "services.utils.sharded_cache_benchmark",
+        "simulate plot-server sector downloads against the cache cluster",
+    ),
+    "verify-piece": (
+        "add_verify_piece_arguments",
+        "verify_piece_from_args",
+        "services.utils.verify_piece",
+        "verify cached pieces against segment commitments",
+    ),
+}
+
+
+class UsageError(Exception):
+    """Bad command line; printed as one ``error:`` line after the usage."""
+
+
+class NotAvailable(Exception):
+    """The command's implementation is not part of this build (exit 1, one line)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:  # argparse hook
+        self.print_usage(sys.stderr)
+        raise UsageError(f"{self.prog}: {message}")
+
+
+def _add_global_flags(parser: argparse.ArgumentParser) -> None:
+    """Flags accepted at every level; ``SUPPRESS`` keeps an outer value when an inner level omits it."""
+    parser.add_argument("--dry-run", action="store_true", default=argparse.SUPPRESS,
+                        help="validate and print the effective configuration as JSON; start nothing")
+    parser.add_argument("--log-level", default=argparse.SUPPRESS, metavar="LEVEL",
+                        help="trace|debug|info|warning|error (default info)")
+    parser.add_argument("--json-logs", action="store_true", default=argparse.SUPPRESS, help="log as JSON lines")
+
+
+def _add_nats_flags(parser: argparse.ArgumentParser, dest: str) -> None:
+    parser.add_argument("--nats-server", "--nats-servers", action="append", dest=dest, default=argparse.SUPPRESS,
+                        metavar="URL", help="NATS server URL (repeatable)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from services import confgen, quickstart
+    from services.node import config as node_config
+    from services.utils import config as util_config
+
+    parser = _Parser(prog=PROG, description="Autonomys farmer cluster (NATS-coordinated)")
+    _add_global_flags(parser)
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    commands.required = True
+
+    cluster = commands.add_parser("cluster", help="run one cluster role")
+    _add_global_flags(cluster)
+    _add_nats_flags(cluster, "nats_servers")
+    cluster.add_argument("--prometheus-listen-on", "--metrics-listen", dest="metrics_listen", default=None,
+                         metavar="HOST:PORT", help="Prometheus metrics listener")
+    roles = cluster.add_subparsers(dest="role", metavar="ROLE", parser_class=_Parser)
+    roles.required = True
+    for role, (config_module, _, _) in CLUSTER_ROLES.items():
+        sub = roles.add_parser(role, help=ROLE_HELP[role])
+        _add_global_flags(sub)
+        _add_nats_flags(sub, "nats_servers_role")
+        importlib.import_module(config_module).add_arguments(sub)
+
+    util = commands.add_parser("util", help="operator utilities")
+    _add_global_flags(util)
+    _add_nats_flags(util, "nats_servers")
+    utils = util.add_subparsers(dest="util_command", metavar="UTIL", parser_class=_Parser)
+    utils.required = True
+    for name, (adder, _, _, text) in UTIL_COMMANDS.items():
+        sub = utils.add_parser(name, help=text)
+        _add_global_flags(sub)
+        _add_nats_flags(sub, "nats_servers_role")
+        getattr(util_config, adder)(sub)
+
+    status = commands.add_parser("status", help="list live cluster members")
+    _add_global_flags(status)
+    _add_nats_flags(status, "nats_servers")
+    util_config.add_status_arguments(status)
+
+    dev_node = commands.add_parser("dev-node", help="run the embedded development node (JSON-RPC on --rpc-listen-on)")
+    _add_global_flags(dev_node)
+    node_config.add_arguments(dev_node)
+
+    conf = commands.add_parser("conf", help="write supervisor programs / systemd units for one machine")
+    _add_global_flags(conf)
+    confgen.add_arguments(conf)
+
+    quick = commands.add_parser("quickstart", help="run a whole local cluster with a dev node under supervisord")
+    _add_global_flags(quick)
+    quickstart.add_arguments(quick)
+
+    export = commands.add_parser("export-piece", help="same as autonomys-export-piece")
+    _add_global_flags(export)
+    util_config.add_export_piece_arguments(export)
+    return parser
+
+
+def _common(args: argparse.Namespace) -> CommonArgs:
+    urls = list(getattr(args, "nats_servers", None) or []) + list(getattr(args, "nats_servers_role", None) or [])
+    servers, duplicates = dedupe_nats_servers(urls)
+    for url in duplicates:
+        print(f"warning: duplicate --nats-server {url} ignored", file=sys.stderr)
+    return CommonArgs(
+        nats_servers=servers,
+        metrics_listen=parse_listen(getattr(args, "metrics_listen", None), "--prometheus-listen-on"),
+        log_level=parse_log_level(getattr(args, "log_level", "info")),
+        json_logs=bool(getattr(args, "json_logs", False)),
+    )
+
+
+def _service_available(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:
+        return False
+
+
+def _load_class(module: str, cls: str, what: str) -> Callable[..., Any]:
+    try:
+        return getattr(importlib.import_module(module), cls)
+    except (ImportError, AttributeError) as exc:
+        raise NotAvailable(f"{what}: cannot load {module}.{cls}: {exc}") from None
+
+
+def _print_config(config: Any) -> None:
+    print(config.to_json())
+
+
+def _run_service(factory: Callable[..., Any], config: Any) -> int:
+    from services.daemon import configure_logging, run_daemon
+
+    configure_logging(config.log_level, config.json_logs)
+    return run_daemon(factory(config))
+
+
+def _cluster(args: argparse.Namespace, dry_run: bool) -> int:
+    role = args.role
+    config_module, service_module, service_class = CLUSTER_ROLES[role]
+    if not dry_run and not _service_available(service_module):
+        raise NotAvailable(f"{role}: not available in this build yet")
+    config = importlib.import_module(config_module).from_args(args, _common(args), dry_run)
+    if dry_run:
+        _print_config(config)
+        return 0
+    return _run_service(_load_class(service_module, service_class, role), config)
+
+
+def _util(args: argparse.Namespace, dry_run: bool) -> int:
+    from services.utils import config as util_config
+
+    name = args.util_command
+    _, builder, impl_module, _ = UTIL_COMMANDS[name]
+    if not dry_run and not _service_available(impl_module):
+        raise NotAvailable(f"util {name}: not available in this build yet")
+    config = getattr(util_config, builder)(args, _common(args), dry_run)
+    if dry_run:
+        _print_config(config)
+        return 0
+    run = _load_class(impl_module, "main", f"util {name}")
+    return int(run(config))
+
+
+def _status(args: argparse.Namespace, dry_run: bool) -> int:
+    from services.utils import config as util_config
+
+    config = util_config.status_from_args(args, _common(args), dry_run)
+    if dry_run:
+        _print_config(config)
+        return 0
+    return int(_load_class("services.utils.status", "main", "status")(config))
+
+
+def _dev_node(args: argparse.Namespace, dry_run: bool) -> int:
+    from services.node import config as node_config
+
+    module, cls = DEV_NODE_SERVICE
+    if not dry_run and not _service_available(module):
+        raise NotAvailable("dev-node: not available in this build yet")
+    common = _common(args)
+    config = node_config.from_args(args, dry_run, log_level=common.log_level, json_logs=common.json_logs)
+    if dry_run:
+        _print_config(config)
+        return 0
+    return _run_service(_load_class(module, cls, "dev-node"), config)
+
+
+def _conf(args: argparse.Namespace, dry_run: bool) -> int:
+    from services import confgen
+
+    config = confgen.from_args(args)
+    files = confgen.render(config)
+    if dry_run:
+        report = json.loads(config.to_json())
+        report["would_write"] = sorted(files)
+        print(json.dumps(report, indent=2))
+        return 0
+    for path in confgen.write(config, files):
+        print(path)
+    return 0
+
+
+def _quickstart(args: argparse.Namespace, dry_run: bool) -> int:
+    from services import quickstart
+
+    config = quickstart.from_args(args, dry_run, log_level=parse_log_level(getattr(args, "log_level", "info")))
+    if dry_run:
+        _print_config(config)
+        return 0
+    return quickstart.run(config)
+
+
+def _export_piece(args: argparse.Namespace, dry_run: bool) -> int:
+    from services.utils import config as util_config
+
+    impl = "services.utils.export_piece"
+    if not dry_run and not _service_available(impl):
+        raise NotAvailable("export-piece: not available in this build yet")
+    common = _common(args)
+    config = util_config.export_piece_from_args(args, dry_run, log_level=common.log_level, json_logs=common.json_logs)
+    if dry_run:
+        _print_config(config)
+        return 0
+    return int(_load_class(impl, "main", "export-piece")(config))
+
+
+HANDLERS = {
+    "cluster": _cluster,
+    "util": _util,
+    "status": _status,
+    "dev-node": _dev_node,
+    "conf": _conf,
+    "quickstart": _quickstart,
+    "export-piece": _export_piece,
+}
+
+
+def _guarded(body: Callable[[], int]) -> int:
+    try:
+        return body()
+    except UsageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except NotAvailable as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    except SystemExit as exc:  # --help / --version
+        return exc.code if isinstance(exc.code, int) else 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``autonomys-farmer``; returns the exit status."""
+
+    def body() -> int:
+        args = build_parser().parse_args(argv)
+        return HANDLERS[args.command](args, bool(getattr(args, "dry_run", False)))
+
+    return _guarded(body)
+
+
+def export_piece_main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``autonomys-export-piece`` (``NODE_URL=... ./autonomys-export-piece``)."""
+
+    def body() -> int:
+        parser = _Parser(prog="autonomys-export-piece",
+                         description="export history pieces from an archival node (NODE_URL) into full-cache-tmp")
+        _add_global_flags(parser)
+        from services.utils import config as util_config
+
+        util_config.add_export_piece_arguments(parser)
+        args = parser.parse_args(argv)
+        return _export_piece(args, bool(getattr(args, "dry_run", False)))
+
+    return _guarded(body)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

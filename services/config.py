@@ -1,0 +1,413 @@
+"""Shared parsing and validation for every role's configuration.
+
+Operators paste command lines from the manual into supervisor files; a typo there must stop the
+process with one line naming the bad value, not a traceback and not a silently wrong setting.
+Every role config (``services/<role>/config.py``) is a frozen ``msgspec.Struct`` built from CLI
+flags with the helpers below, and prints itself as JSON for ``--dry-run``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import os
+import socket
+import sys
+from pathlib import Path
+from typing import Iterable
+from urllib.parse import urlsplit
+
+import msgspec
+
+DEFAULT_NATS_PORT = 4222
+NATS_SCHEMES = ("nats", "tls", "ws", "wss")
+NODE_RPC_SCHEMES = ("ws", "wss", "http", "https")
+LOG_LEVELS = ("trace", "debug", "info", "warning", "error", "critical")
+# Subspace/Autonomys SS58 address-format prefix (addresses start with "su"/"st").
+AUTONOMYS_SS58_PREFIX = 6094
+_BASE58_ALPHABET = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
+_SS58_CHECKSUM_PREFIX = b"SS58PRE"
+_SIZE_UNITS = {
+    "": 1,
+    "b": 1,
+    "k": 1000,
+    "kb": 1000,
+    "m": 1000**2,
+    "mb": 1000**2,
+    "g": 1000**3,
+    "gb": 1000**3,
+    "t": 1000**4,
+    "tb": 1000**4,
+    "kib": 1024,
+    "mib": 1024**2,
+    "gib": 1024**3,
+    "tib": 1024**4,
+}
+
+
+class ConfigError(ValueError):
+    """Invalid operator input; the message names the bad value and fits on one line."""
+
+
+class RoleConfig(msgspec.Struct, frozen=True, kw_only=True):
+    """Fields every cluster daemon has; role configs subclass this."""
+
+    role: str
+    nats_servers: tuple[str, ...]
+    instance: str
+    metrics_listen: str | None = None
+    log_level: str = "info"
+    json_logs: bool = False
+
+    def to_dict(self) -> dict:
+        return msgspec.to_builtins(self)
+
+    def to_json(self) -> str:
+        return msgspec.json.format(msgspec.json.encode(self), indent=2).decode()
+
+
+class CommonArgs(msgspec.Struct, frozen=True, kw_only=True):
+    """Options given before the role name (``cluster --nats-server URL ... <role>``)."""
+
+    nats_servers: tuple[str, ...] = ()
+    metrics_listen: str | None = None
+    log_level: str = "info"
+    json_logs: bool = False
+
+    def role_fields(self) -> dict:
+        return {
+            "nats_servers": self.nats_servers,
+            "metrics_listen": self.metrics_listen,
+            "log_level": self.log_level,
+            "json_logs": self.json_logs,
+        }
+
+
+def to_json(obj: msgspec.Struct) -> str:
+    """Indented JSON of any config struct (``--dry-run`` output)."""
+    return msgspec.json.format(msgspec.json.encode(obj), indent=2).decode()
+
+
+# --- names and addresses -------------------------------------------------------------------
+
+
+def default_instance(role: str, suffix: str | None = None) -> str:
+    """``<hostname>-<role>[-<suffix>]``: unique per machine and role in the manual's layouts."""
+    name = f"{socket.gethostname() or 'localhost'}-{role}"
+    return f"{name}-{suffix}" if suffix else name
+
+
+def parse_nats_url(url: str) -> str:
+    """Validate a NATS server URL (``nats://host:port``); returns it stripped."""
+    text = url.strip()
+    parts = urlsplit(text)
+    if parts.scheme not in NATS_SCHEMES or not parts.hostname:
+        raise ConfigError(f"invalid NATS server URL {url!r}: expected nats://HOST:PORT")
+    try:
+        parts.port
+    except ValueError:
+        raise ConfigError(f"invalid port in NATS server URL {url!r}") from None
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise ConfigError(f"invalid NATS server URL {url!r}: unexpected path or query")
+    return text
+
+
+def dedupe_nats_servers(urls: Iterable[str]) -> tuple[tuple[str, ...], list[str]]:
+    """Validate and de-duplicate (order kept); returns (servers, duplicates dropped)."""
+    seen: list[str] = []
+    duplicates: list[str] = []
+    for url in urls:
+        clean = parse_nats_url(url)
+        if clean in seen:
+            duplicates.append(clean)
+        else:
+            seen.append(clean)
+    return tuple(seen), duplicates
+
+
+def parse_node_rpc_url(url: str) -> str:
+    """Validate a node JSON-RPC URL (``ws://host:port``, as in the manual; http(s) also taken)."""
+    text = url.strip()
+    parts = urlsplit(text)
+    if parts.scheme not in NODE_RPC_SCHEMES or not parts.hostname:
+        raise ConfigError(f"invalid node RPC URL {url!r}: expected ws://HOST:PORT")
+    try:
+        parts.port
+    except ValueError:
+        raise ConfigError(f"invalid port in node RPC URL {url!r}") from None
+    return text
+
+
+def parse_port(value: str | int, what: str = "port") -> int:
+    try:
+        port = int(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"invalid {what} {value!r}: expected an integer 1-65535") from None
+    if not 1 <= port <= 65535:
+        raise ConfigError(f"invalid {what} {value!r}: expected an integer 1-65535")
+    return port
+
+
+def parse_host_port(value: str, what: str = "listen address", allow_zero_port: bool = False) -> tuple[str, int]:
+    """``HOST:PORT`` or ``[IPv6]:PORT``; host must be an IP address or a plain host name."""
+    text = value.strip()
+    host, sep, port_text = text.rpartition(":")
+    if not sep or not host:
+        raise ConfigError(f"invalid {what} {value!r}: expected HOST:PORT")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        if not all(c.isalnum() or c in "-._" for c in host):
+            raise ConfigError(f"invalid host in {what} {value!r}") from None
+    if allow_zero_port and port_text.strip() == "0":
+        return host, 0
+    return host, parse_port(port_text, what=f"port in {what} {value!r}")
+
+
+def parse_listen(value: str | None, what: str) -> str | None:
+    """Validated ``HOST:PORT`` kept as a string (config fields stay JSON-friendly)."""
+    if value is None:
+        return None
+    host, port = parse_host_port(value, what)
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def parse_log_level(value: str) -> str:
+    level = value.strip().lower()
+    if level == "warn":
+        level = "warning"
+    if level not in LOG_LEVELS:
+        raise ConfigError(f"invalid log level {value!r}: expected one of {', '.join(LOG_LEVELS)}")
+    return level
+
+
+# --- numbers -------------------------------------------------------------------------------
+
+
+def parse_int(value: str | int, what: str, minimum: int | None = None, maximum: int | None = None) -> int:
+    try:
+        number = int(str(value).replace("_", ""), 10)
+    except ValueError:
+        raise ConfigError(f"invalid {what} {value!r}: expected an integer") from None
+    if minimum is not None and number < minimum:
+        raise ConfigError(f"invalid {what} {value!r}: must be >= {minimum}")
+    if maximum is not None and number > maximum:
+        raise ConfigError(f"invalid {what} {value!r}: must be <= {maximum}")
+    return number
+
+
+def parse_size(value: str, what: str = "size") -> int:
+    """Byte size like ``100GiB``, ``2TB``, ``1048576``; must be > 0."""
+    text = value.strip().replace("_", "")
+    idx = len(text)
+    while idx and not text[idx - 1].isdigit() and text[idx - 1] != ".":
+        idx -= 1
+    number, unit = text[:idx], text[idx:].strip().lower()
+    if unit not in _SIZE_UNITS or not number:
+        raise ConfigError(f"invalid {what} {value!r}: expected a number with an optional unit (GiB, TB, ...)")
+    try:
+        size = int(float(number) * _SIZE_UNITS[unit])
+    except ValueError:
+        raise ConfigError(f"invalid {what} {value!r}") from None
+    if size <= 0:
+        raise ConfigError(f"invalid {what} {value!r}: must be > 0")
+    return size
+
+
+# --- paths ---------------------------------------------------------------------------------
+
+
+def check_directory(path: str, what: str, create: bool) -> str:
+    """Check that ``path`` is (or can become) a writable directory; returns its absolute form.
+
+    With ``create`` the directory is made; without (``--dry-run``) nothing is touched and a
+    directory that does not exist yet only has to be creatable from its nearest existing parent.
+    """
+    if not path or not path.strip():
+        raise ConfigError(f"empty {what} path")
+    target = Path(path).expanduser()
+    target = target if target.is_absolute() else Path.cwd() / target
+    if target.exists():
+        if not target.is_dir():
+            raise ConfigError(f"{what} {path!r} exists and is not a directory")
+        if not os.access(target, os.W_OK | os.X_OK):
+            raise ConfigError(f"{what} {path!r} is not writable")
+        return str(target)
+    parent = target.parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        raise ConfigError(f"{what} {path!r} does not exist and cannot be created under {str(parent)!r}")
+    if create:
+        try:
+            target.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(f"cannot create {what} {path!r}: {exc.strerror}") from None
+    else:
+        print(f"note: {what} {str(target)!r} does not exist yet; it will be created at start", file=sys.stderr)
+    return str(target)
+
+
+def check_file(path: str, what: str) -> str:
+    target = Path(path).expanduser()
+    if not target.is_file():
+        raise ConfigError(f"{what} {path!r} is not a readable file")
+    if not os.access(target, os.R_OK):
+        raise ConfigError(f"{what} {path!r} is not readable")
+    return str(target.resolve())
+
+
+def parse_kv_spec(text: str, what: str, required: Iterable[str], optional: Iterable[str] = ()) -> dict[str, str]:
+    """``key=value,key=value`` (the manual's ``path=/mnt/nvme0n1/,sectors=8000``)."""
+    required = tuple(required)
+    allowed = set(required) | set(optional)
+    values: dict[str, str] = {}
+    for item in text.split(","):
+        if not item.strip():
+            continue
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        if not sep or not value.strip():
+            raise ConfigError(f"invalid {what} {text!r}: {item!r} is not key=value")
+        if key not in allowed:
+            raise ConfigError(f"invalid {what} {text!r}: unknown key {key!r} (allowed: {', '.join(sorted(allowed))})")
+        if key in values:
+            raise ConfigError(f"invalid {what} {text!r}: {key!r} given twice")
+        values[key] = value.strip()
+    for key in required:
+        if key not in values:
+            raise ConfigError(f"invalid {what} {text!r}: missing {key}=")
+    return values
+
+
+# --- GPU environment -----------------------------------------------------------------------
+
+
+def parse_cuda_visible_devices(value: str | None) -> str | None:
+    """``CUDA_VISIBLE_DEVICES`` as in the manual (``0``, ``0,1``; GPU UUIDs also allowed)."""
+    if value is None:
+        return None
+    text = value.strip()
+    if text == "":
+        return ""
+    for item in text.split(","):
+        item = item.strip()
+        if not (item.isdigit() or item.startswith(("GPU-", "MIG-")) or item == "-1"):
+            raise ConfigError(f"invalid CUDA_VISIBLE_DEVICES {value!r}: expected GPU indices like 0 or 0,1")
+    return text
+
+
+def parse_gpu_concurrency(value: str | None) -> int | None:
+    if value is None or value.strip() == "":
+        return None
+    return parse_int(value, "GPU_CONCURRENCY", minimum=1, maximum=1024)
+
+
+# --- SS58 reward addresses -----------------------------------------------------------------
+
+
+def _b58decode(text: str) -> bytes:
+    number = 0
+    for char in text:
+        digit = _BASE58_ALPHABET.find(char)
+        if digit < 0:
+            raise ConfigError(f"invalid SS58 address {text!r}: {char!r} is not a base58 character")
+        number = number * 58 + digit
+    body = number.to_bytes((number.bit_length() + 7) // 8, "big") if number else b""
+    leading = len(text) - len(text.lstrip("1"))
+    return b"\x00" * leading + body
+
+
+def _b58encode(data: bytes) -> str:
+    number = int.from_bytes(data, "big")
+    chars = []
+    while number:
+        number, rem = divmod(number, 58)
+        chars.append(_BASE58_ALPHABET[rem])
+    leading = len(data) - len(data.lstrip(b"\x00"))
+    return "1" * leading + "".join(reversed(chars))
+
+
+def _ss58_checksum(data: bytes) -> bytes:
+    return hashlib.blake2b(_SS58_CHECKSUM_PREFIX + data, digest_size=64).digest()[:2]
+
+
+def ss58_decode(address: str) -> tuple[int, bytes]:
+    """SS58 address -> (address-format prefix, 32-byte account id / sr25519 public key)."""
+    text = address.strip()
+    if not text:
+        raise ConfigError("empty SS58 reward address")
+    raw = _b58decode(text)
+    if not raw:
+        raise ConfigError(f"invalid SS58 address {address!r}")
+    if raw[0] < 64:
+        prefix, head = raw[0], 1
+    elif raw[0] < 128 and len(raw) >= 2:
+        lower = ((raw[0] & 0b0011_1111) << 2) | (raw[1] >> 6)
+        upper = raw[1] & 0b0011_1111
+        prefix, head = lower | (upper << 8), 2
+    else:
+        raise ConfigError(f"invalid SS58 address {address!r}: unsupported address-format byte")
+    if len(raw) != head + 32 + 2:
+        raise ConfigError(f"invalid SS58 address {address!r}: not a 32-byte account (decoded {len(raw)} bytes)")
+    if _ss58_checksum(raw[:-2]) != raw[-2:]:
+        raise ConfigError(f"invalid SS58 address {address!r}: checksum mismatch")
+    return prefix, raw[head:-2]
+
+
+def ss58_encode(public_key: bytes, prefix: int = AUTONOMYS_SS58_PREFIX) -> str:
+    """32-byte public key -> SS58 address with the given address-format prefix."""
+    if len(public_key) != 32:
+        raise ConfigError(f"public key must be 32 bytes, got {len(public_key)}")
+    if not 0 <= prefix < 16384 or prefix in (46, 47):
+        raise ConfigError(f"invalid SS58 prefix {prefix}")
+    if prefix < 64:
+        head = bytes([prefix])
+    else:
+        head = bytes([((prefix & 0b1111_1100) >> 2) | 0b0100_0000, (prefix >> 8) | ((prefix & 0b11) << 6)])
+    body = head + public_key
+    return _b58encode(body + _ss58_checksum(body))
+
+
+# --- shared role pieces --------------------------------------------------------------------
+
+
+class DataDir(msgspec.Struct, frozen=True, kw_only=True):
+    """One ``path=DIR[,size=SIZE]`` cache directory; ``exists`` is False when it will be created."""
+
+    path: str
+    size_bytes: int | None = None
+    exists: bool = True
+
+
+def parse_cache_dir(text: str, what: str, create: bool) -> DataDir:
+    values = parse_kv_spec(text, what, required=("path",), optional=("size",))
+    exists = Path(values["path"]).expanduser().is_dir()
+    path = check_directory(values["path"], f"{what} path", create=create)
+    size = parse_size(values["size"], f"{what} size") if "size" in values else None
+    return DataDir(path=path, size_bytes=size, exists=exists)
+
+
+def parse_cache_group(value: str) -> str:
+    group = value.strip()
+    if not group or any(c in group for c in " .*>"):
+        raise ConfigError(f"invalid --cache-group {value!r}: no spaces, dots, '*' or '>'")
+    return group
+
+
+def parse_backend(value: str) -> str:
+    backend = value.strip().lower()
+    if backend not in ("auto", "cpu", "gpu"):
+        raise ConfigError(f"invalid --backend {value!r}: expected auto, cpu or gpu")
+    return backend
+
+
+def gpu_environment(environ: dict | None = None) -> tuple[str | None, int | None]:
+    """(CUDA_VISIBLE_DEVICES, GPU_CONCURRENCY) from the environment, as the manual sets them."""
+    env = os.environ if environ is None else environ
+    return (
+        parse_cuda_visible_devices(env.get("CUDA_VISIBLE_DEVICES")),
+        parse_gpu_concurrency(env.get("GPU_CONCURRENCY")),
+    )

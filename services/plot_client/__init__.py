@@ -1,0 +1,1 @@
+"""Plot client role: owns farms (plots), audits and proves, requests plotting from plot-servers."""

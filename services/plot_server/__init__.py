@@ -1,0 +1,1 @@
+"""Plot server role: encodes sectors (GPU or CPU) and streams them to plot-clients."""

@@ -1,0 +1,91 @@
+"""Plot server configuration (``cluster ... plot-server [flags] BASE_PATH``).
+
+Manual line: ``plot-server --record-encoding-concurrency 32 --priority-cache --listen-port 9966
+/var/plot-server/base-path-0`` with ``CUDA_VISIBLE_DEVICES`` / ``GPU_CONCURRENCY`` in the
+environment and ``numactl`` pinning from supervisor. Plot-clients download finished sectors
+over TCP from ``--listen-port``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+import msgspec
+
+from services.config import (
+    CommonArgs,
+    ConfigError,
+    RoleConfig,
+    check_directory,
+    default_instance,
+    gpu_environment,
+    parse_backend,
+    parse_cache_group,
+    parse_host_port,
+    parse_int,
+    parse_port,
+)
+
+ROLE = "plot-server"
+DEFAULT_LISTEN_PORT = 9966
+
+
+class PlotServerConfig(RoleConfig, frozen=True, kw_only=True):
+    """``priority_cache``: fetch pieces from the caches before anything else (manual flag).
+    ``cuda_visible_devices`` / ``gpu_concurrency`` mirror the environment for the GPU backend."""
+
+    role: str = ROLE
+    instance: str = msgspec.field(default_factory=lambda: default_instance(ROLE))
+    base_path: str = ""
+    listen_host: str = "0.0.0.0"
+    listen_port: int = DEFAULT_LISTEN_PORT
+    advertise_host: str | None = None
+    record_encoding_concurrency: int = 1
+    priority_cache: bool = False
+    cache_group: str | None = None
+    backend: str = "auto"
+    cuda_visible_devices: str | None = None
+    gpu_concurrency: int | None = None
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("base_path", metavar="BASE_PATH", help="directory for in-progress sectors")
+    parser.add_argument("--record-encoding-concurrency", default=None, metavar="N",
+                        help="records encoded in parallel (default: CPU count)")
+    parser.add_argument("--priority-cache", action="store_true", help="take pieces from the caches first")
+    parser.add_argument("--listen-port", default=str(DEFAULT_LISTEN_PORT), metavar="PORT",
+                        help=f"TCP port plot-clients download sectors from (default {DEFAULT_LISTEN_PORT})")
+    parser.add_argument("--listen-host", default="0.0.0.0", metavar="HOST", help="listener address (default 0.0.0.0)")
+    parser.add_argument("--advertise-host", default=None, metavar="HOST", help="address plot-clients connect to")
+    parser.add_argument("--cache-group", default=None, metavar="NAME",
+                        help="cache group to take pieces from (default: any)")
+    parser.add_argument("--backend", default="auto", metavar="auto|cpu|gpu", help="encoding backend (default auto)")
+    parser.add_argument("--instance", metavar="NAME", help=f"instance name (default HOSTNAME-{ROLE}-PORT)")
+
+
+def from_args(args: argparse.Namespace, common: CommonArgs, dry_run: bool) -> PlotServerConfig:
+    if not common.nats_servers:
+        raise ConfigError(f"{ROLE} needs at least one --nats-server URL")
+    port = parse_port(args.listen_port, "--listen-port")
+    host, _ = parse_host_port(f"{args.listen_host}:{port}", "--listen-host")
+    if args.record_encoding_concurrency is None:
+        concurrency = os.cpu_count() or 1
+    else:
+        concurrency = parse_int(args.record_encoding_concurrency, "--record-encoding-concurrency", minimum=1,
+                                maximum=4096)
+    cuda, gpu_concurrency = gpu_environment()
+    return PlotServerConfig(
+        **common.role_fields(),
+        instance=args.instance or default_instance(ROLE, str(port)),
+        base_path=check_directory(args.base_path, "plot-server BASE_PATH", create=not dry_run),
+        listen_host=host,
+        listen_port=port,
+        advertise_host=args.advertise_host,
+        record_encoding_concurrency=concurrency,
+        priority_cache=bool(args.priority_cache),
+        cache_group=parse_cache_group(args.cache_group) if args.cache_group is not None else None,
+        backend=parse_backend(args.backend),
+        cuda_visible_devices=cuda,
+        gpu_concurrency=gpu_concurrency,
+    )

@@ -1,0 +1,1 @@
+"""Proof server role: computes proofs of space for audit winners (GPU or CPU)."""

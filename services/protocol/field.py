@@ -1,0 +1,592 @@
+"""BLS12-381 scalar field Fr, vectorised on numpy arrays with numba kernels (spec 01 §2).
+
+Why: records are 32 768 scalars and the erasure coding / KZG layers do hundreds of thousands
+of field multiplications per record, far too many for Python integers.
+
+Representation
+--------------
+* An *Fr array* is a C-contiguous ``numpy.uint64`` array of shape ``(n, 4)``: four 64-bit
+  little-endian limbs per element. The arithmetic functions here (``add``, ``sub``, ``mul``,
+  ``pow``, ``inverse``, ``batch_inverse``) work on elements in **Montgomery form**
+  (``a * 2^256 mod r``); ``from_bytes`` / ``to_bytes`` / ``from_ints`` / ``to_ints`` convert.
+* ``bytes_to_limbs`` / ``limbs_to_bytes`` convert between 32-byte big-endian canonical scalars
+  and *canonical* (non-Montgomery) limb arrays. Linear maps (NTT, erasure extension, synthetic
+  division) commute with the Montgomery factor, so ``ntt``/``erasure`` run directly on canonical
+  limbs and skip the conversions.
+* Kernels view each ``(n, 4)`` uint64 array as ``(n, 8)`` uint32 (same bytes on little-endian
+  machines) and multiply 32-bit limbs in 64-bit registers, since numba has no 128-bit product.
+
+Scalars on the wire are 32 bytes big-endian and must be canonical (< r): anything else raises
+``ValueError("Invalid scalar ...")``. "Safe" 31-byte chunks become scalars as ``0x00 ‖ chunk``.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+import numba
+import numpy as np
+
+from services.protocol.constants import BLS12_381_R, SCALAR_FULL_BYTES, SCALAR_SAFE_BYTES
+
+if sys.byteorder != "little":  # pragma: no cover - every supported platform is little-endian
+    raise ImportError("services.protocol.field needs a little-endian machine")
+
+R = BLS12_381_R
+MONT_R = (1 << 256) % R
+MONT_R2 = (1 << 512) % R
+MONT_R_INV = pow(1 << 256, -1, R)
+
+S32 = np.uint64(32)
+S63 = np.uint64(63)
+M32 = np.uint64(0xFFFFFFFF)
+ZERO = np.uint64(0)
+Q0, Q1, Q2, Q3, Q4, Q5, Q6, Q7 = (np.uint64((R >> (32 * i)) & 0xFFFFFFFF) for i in range(8))
+
+_R_LIMBS64 = np.array([(R >> (64 * i)) & ((1 << 64) - 1) for i in range(4)], dtype=np.uint64)
+
+
+class InvalidScalarError(ValueError):
+    """A 32-byte value that is not a canonical scalar (>= r), or a bad safe-bytes scalar."""
+
+
+# --------------------------------------------------------------------------------------------
+# numba scalar kernels on 8-tuples of 32-bit limbs (held in uint64)
+# --------------------------------------------------------------------------------------------
+
+
+@numba.njit(cache=True, nogil=True)
+def _reduce_once(t):
+    """t - r if t >= r else t, for t < 2r."""
+    t0, t1, t2, t3, t4, t5, t6, t7 = t
+    if t7 != Q7:
+        ge = t7 > Q7
+    elif t6 != Q6:
+        ge = t6 > Q6
+    elif t5 != Q5:
+        ge = t5 > Q5
+    elif t4 != Q4:
+        ge = t4 > Q4
+    elif t3 != Q3:
+        ge = t3 > Q3
+    elif t2 != Q2:
+        ge = t2 > Q2
+    elif t1 != Q1:
+        ge = t1 > Q1
+    else:
+        ge = t0 >= Q0
+    if not ge:
+        return t
+    x = t0 - Q0
+    b = x >> S63
+    r0 = x & M32
+    x = t1 - Q1 - b
+    b = x >> S63
+    r1 = x & M32
+    x = t2 - Q2 - b
+    b = x >> S63
+    r2 = x & M32
+    x = t3 - Q3 - b
+    b = x >> S63
+    r3 = x & M32
+    x = t4 - Q4 - b
+    b = x >> S63
+    r4 = x & M32
+    x = t5 - Q5 - b
+    b = x >> S63
+    r5 = x & M32
+    x = t6 - Q6 - b
+    b = x >> S63
+    r6 = x & M32
+    x = t7 - Q7 - b
+    r7 = x & M32
+    return (r0, r1, r2, r3, r4, r5, r6, r7)
+
+
+@numba.njit(cache=True, nogil=True)
+def _mont_mul(a, b):
+    """Montgomery product a*b*2^-256 mod r (CIOS over 32-bit limbs).
+
+    The final carry word is dropped because r's top limb is below 2^31 - 1; r's lowest limb
+    is 1, so -r^-1 mod 2^32 = 2^32 - 1 and the reduction factor is m = -t0 mod 2^32.
+    """
+    a0, a1, a2, a3, a4, a5, a6, a7 = a
+    t0 = t1 = t2 = t3 = t4 = t5 = t6 = t7 = ZERO
+    for i in range(8):
+        bi = b[i]
+        x = t0 + a0 * bi
+        carry_a = x >> S32
+        t0 = x & M32
+        m = (ZERO - t0) & M32
+        carry_c = (t0 + m) >> S32
+        x = t1 + a1 * bi + carry_a
+        carry_a = x >> S32
+        x = (x & M32) + m * Q1 + carry_c
+        carry_c = x >> S32
+        t0 = x & M32
+        x = t2 + a2 * bi + carry_a
+        carry_a = x >> S32
+        x = (x & M32) + m * Q2 + carry_c
+        carry_c = x >> S32
+        t1 = x & M32
+        x = t3 + a3 * bi + carry_a
+        carry_a = x >> S32
+        x = (x & M32) + m * Q3 + carry_c
+        carry_c = x >> S32
+        t2 = x & M32
+        x = t4 + a4 * bi + carry_a
+        carry_a = x >> S32
+        x = (x & M32) + m * Q4 + carry_c
+        carry_c = x >> S32
+        t3 = x & M32
+        x = t5 + a5 * bi + carry_a
+        carry_a = x >> S32
+        x = (x & M32) + m * Q5 + carry_c
+        carry_c = x >> S32
+        t4 = x & M32
+        x = t6 + a6 * bi + carry_a
+        carry_a = x >> S32
+        x = (x & M32) + m * Q6 + carry_c
+        carry_c = x >> S32
+        t5 = x & M32
+        x = t7 + a7 * bi + carry_a
+        carry_a = x >> S32
+        x = (x & M32) + m * Q7 + carry_c
+        carry_c = x >> S32
+        t6 = x & M32
+        t7 = carry_c + carry_a
+    return _reduce_once((t0, t1, t2, t3, t4, t5, t6, t7))
+
+
+@numba.njit(cache=True, nogil=True)
+def _add(a, b):
+    """(a + b) mod r; a + b < 2r < 2^256 so no limb overflows past 8 limbs."""
+    x = a[0] + b[0]
+    r0 = x & M32
+    x = a[1] + b[1] + (x >> S32)
+    r1 = x & M32
+    x = a[2] + b[2] + (x >> S32)
+    r2 = x & M32
+    x = a[3] + b[3] + (x >> S32)
+    r3 = x & M32
+    x = a[4] + b[4] + (x >> S32)
+    r4 = x & M32
+    x = a[5] + b[5] + (x >> S32)
+    r5 = x & M32
+    x = a[6] + b[6] + (x >> S32)
+    r6 = x & M32
+    x = a[7] + b[7] + (x >> S32)
+    r7 = x & M32
+    return _reduce_once((r0, r1, r2, r3, r4, r5, r6, r7))
+
+
+@numba.njit(cache=True, nogil=True)
+def _sub(a, b):
+    """(a - b) mod r."""
+    x = a[0] - b[0]
+    br = x >> S63
+    r0 = x & M32
+    x = a[1] - b[1] - br
+    br = x >> S63
+    r1 = x & M32
+    x = a[2] - b[2] - br
+    br = x >> S63
+    r2 = x & M32
+    x = a[3] - b[3] - br
+    br = x >> S63
+    r3 = x & M32
+    x = a[4] - b[4] - br
+    br = x >> S63
+    r4 = x & M32
+    x = a[5] - b[5] - br
+    br = x >> S63
+    r5 = x & M32
+    x = a[6] - b[6] - br
+    br = x >> S63
+    r6 = x & M32
+    x = a[7] - b[7] - br
+    br = x >> S63
+    r7 = x & M32
+    if br == ZERO:
+        return (r0, r1, r2, r3, r4, r5, r6, r7)
+    x = r0 + Q0
+    r0 = x & M32
+    x = r1 + Q1 + (x >> S32)
+    r1 = x & M32
+    x = r2 + Q2 + (x >> S32)
+    r2 = x & M32
+    x = r3 + Q3 + (x >> S32)
+    r3 = x & M32
+    x = r4 + Q4 + (x >> S32)
+    r4 = x & M32
+    x = r5 + Q5 + (x >> S32)
+    r5 = x & M32
+    x = r6 + Q6 + (x >> S32)
+    r6 = x & M32
+    x = r7 + Q7 + (x >> S32)
+    r7 = x & M32
+    return (r0, r1, r2, r3, r4, r5, r6, r7)
+
+
+@numba.njit(cache=True, nogil=True)
+def _is_zero(a):
+    return (a[0] | a[1] | a[2] | a[3] | a[4] | a[5] | a[6] | a[7]) == ZERO
+
+
+@numba.njit(cache=True, nogil=True)
+def _load(x, i):
+    """Element i of an (n, 8) uint32 array as a tuple of uint64 limbs."""
+    return (
+        np.uint64(x[i, 0]),
+        np.uint64(x[i, 1]),
+        np.uint64(x[i, 2]),
+        np.uint64(x[i, 3]),
+        np.uint64(x[i, 4]),
+        np.uint64(x[i, 5]),
+        np.uint64(x[i, 6]),
+        np.uint64(x[i, 7]),
+    )
+
+
+@numba.njit(cache=True, nogil=True)
+def _store(x, i, t):
+    x[i, 0] = np.uint32(t[0])
+    x[i, 1] = np.uint32(t[1])
+    x[i, 2] = np.uint32(t[2])
+    x[i, 3] = np.uint32(t[3])
+    x[i, 4] = np.uint32(t[4])
+    x[i, 5] = np.uint32(t[5])
+    x[i, 6] = np.uint32(t[6])
+    x[i, 7] = np.uint32(t[7])
+
+
+# --------------------------------------------------------------------------------------------
+# numba array kernels (arrays are (n, 8) uint32 views; b may have one row to broadcast)
+# --------------------------------------------------------------------------------------------
+
+
+@numba.njit(cache=True, nogil=True)
+def _mul_kernel(a, b, out):
+    step = 1 if b.shape[0] > 1 else 0
+    for i in range(a.shape[0]):
+        _store(out, i, _mont_mul(_load(a, i), _load(b, i * step)))
+
+
+@numba.njit(cache=True, nogil=True)
+def _add_kernel(a, b, out):
+    step = 1 if b.shape[0] > 1 else 0
+    for i in range(a.shape[0]):
+        _store(out, i, _add(_load(a, i), _load(b, i * step)))
+
+
+@numba.njit(cache=True, nogil=True)
+def _sub_kernel(a, b, out):
+    step = 1 if b.shape[0] > 1 else 0
+    for i in range(a.shape[0]):
+        _store(out, i, _sub(_load(a, i), _load(b, i * step)))
+
+
+@numba.njit(cache=True, nogil=True)
+def _pow_kernel(a, exp_bits, one, out):
+    """out[i] = a[i]^e (Montgomery), exp_bits = bits of e, most significant first."""
+    one_t = _load(one, 0)
+    for i in range(a.shape[0]):
+        base = _load(a, i)
+        acc = one_t
+        for k in range(exp_bits.shape[0]):
+            acc = _mont_mul(acc, acc)
+            if exp_bits[k]:
+                acc = _mont_mul(acc, base)
+        _store(out, i, acc)
+
+
+@numba.njit(cache=True, nogil=True)
+def _first_zero(a):
+    """Index of the first zero element of an (n, 8) uint32 array, or -1."""
+    for i in range(a.shape[0]):
+        if _is_zero(_load(a, i)):
+            return i
+    return -1
+
+
+@numba.njit(cache=True, nogil=True)
+def _prefix_products(a, prefix):
+    """prefix[i] = a[0] * ... * a[i] (Montgomery)."""
+    acc = _load(a, 0)
+    _store(prefix, 0, acc)
+    for i in range(1, a.shape[0]):
+        acc = _mont_mul(acc, _load(a, i))
+        _store(prefix, i, acc)
+
+
+@numba.njit(cache=True, nogil=True)
+def _unwind_inverses(a, prefix, inv_total, out):
+    """Given prefix products and 1/prod(a), write out[i] = 1/a[i]."""
+    inv = _load(inv_total, 0)
+    for i in range(a.shape[0] - 1, 0, -1):
+        _store(out, i, _mont_mul(inv, _load(prefix, i - 1)))
+        inv = _mont_mul(inv, _load(a, i))
+    _store(out, 0, inv)
+
+
+@numba.njit(cache=True, nogil=True)
+def _first_noncanonical(limbs):
+    """Index of the first (n, 4) uint64 canonical-limb row that is >= r, or -1."""
+    for i in range(limbs.shape[0]):
+        ge = True
+        for k in range(3, -1, -1):
+            if limbs[i, k] != _R_LIMBS64[k]:
+                ge = limbs[i, k] > _R_LIMBS64[k]
+                break
+        if ge:
+            return i
+    return -1
+
+
+# --------------------------------------------------------------------------------------------
+# Python API
+# --------------------------------------------------------------------------------------------
+
+
+def _as_fr(a: np.ndarray, name: str = "a") -> np.ndarray:
+    if not isinstance(a, np.ndarray) or a.dtype != np.uint64 or a.ndim != 2 or a.shape[1] != 4:
+        raise ValueError(
+            f"{name} must be a numpy uint64 array of shape (n, 4), got "
+            f"{type(a).__name__} {getattr(a, 'dtype', None)} {getattr(a, 'shape', None)}"
+        )
+    return np.ascontiguousarray(a)
+
+
+def u32_view(a: np.ndarray) -> np.ndarray:
+    """The (n, 8) uint32 view of a C-contiguous (n, 4) uint64 Fr array (same memory)."""
+    return a.view(np.uint32).reshape(a.shape[0], 8)
+
+
+def _binary(kernel, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    a = _as_fr(a, "a")
+    b = _as_fr(b, "b")
+    if b.shape[0] not in (1, a.shape[0]):
+        raise ValueError(f"shape mismatch: a has {a.shape[0]} elements, b has {b.shape[0]}")
+    out = np.empty_like(a)
+    if a.shape[0]:
+        kernel(u32_view(a), u32_view(b), u32_view(out))
+    return out
+
+
+def add(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Element-wise a + b mod r (any consistent representation; b may be a single row)."""
+    return _binary(_add_kernel, a, b)
+
+
+def sub(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Element-wise a - b mod r (any consistent representation; b may be a single row)."""
+    return _binary(_sub_kernel, a, b)
+
+
+def neg(a: np.ndarray) -> np.ndarray:
+    """Element-wise -a mod r."""
+    a = _as_fr(a)
+    return sub(np.zeros_like(a), a)
+
+
+def mul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Element-wise Montgomery product: a*b for Montgomery inputs (b may be a single row)."""
+    return _binary(_mul_kernel, a, b)
+
+
+def square(a: np.ndarray) -> np.ndarray:
+    return mul(a, a)
+
+
+def pow(a: np.ndarray, exponent: int) -> np.ndarray:  # noqa: A001 - field power, shadows builtin on purpose
+    """Element-wise a^exponent (Montgomery in and out), exponent >= 0 a Python int."""
+    a = _as_fr(a)
+    if not isinstance(exponent, int) or exponent < 0:
+        raise ValueError(f"exponent must be a non-negative int, got {exponent!r}")
+    bits = np.array([int(c) for c in bin(exponent)[2:]], dtype=np.uint8) if exponent else np.zeros(0, np.uint8)
+    out = np.empty_like(a)
+    if a.shape[0]:
+        _pow_kernel(u32_view(a), bits, u32_view(from_ints([1])), u32_view(out))
+    return out
+
+
+def inverse(a: np.ndarray) -> np.ndarray:
+    """Element-wise 1/a (Fermat); raises ZeroDivisionError naming the first zero element."""
+    return batch_inverse(a)
+
+
+def batch_inverse(a: np.ndarray) -> np.ndarray:
+    """Element-wise 1/a with Montgomery's trick (one exponentiation in total).
+
+    Raises ZeroDivisionError naming the index of the first zero element.
+    """
+    a = _as_fr(a)
+    n = a.shape[0]
+    out = np.empty_like(a)
+    if n == 0:
+        return out
+    a32 = u32_view(a)
+    zero_at = _first_zero(a32)
+    if zero_at >= 0:
+        raise ZeroDivisionError(f"cannot invert zero field element at index {zero_at}")
+    prefix = np.empty_like(a)
+    _prefix_products(a32, u32_view(prefix))
+    inv_total = pow(prefix[n - 1 : n], R - 2)
+    _unwind_inverses(a32, u32_view(prefix), u32_view(inv_total), u32_view(out))
+    return out
+
+
+# ---- conversions ---------------------------------------------------------------------------
+
+
+def _scalar_rows(data: bytes | bytearray | memoryview | np.ndarray | Sequence[bytes], width: int) -> np.ndarray:
+    """(n, width) uint8 array from concatenated bytes, a uint8 array, or a list of byte strings."""
+    if isinstance(data, np.ndarray):
+        if data.dtype != np.uint8:
+            raise ValueError(f"scalar byte array must be uint8, got {data.dtype}")
+        arr = data.reshape(-1, width) if data.ndim == 1 else data
+        if arr.ndim != 2 or arr.shape[1] != width:
+            raise ValueError(f"scalar byte array must have shape (n, {width}), got {data.shape}")
+        return arr
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        raw = bytes(data)
+        if len(raw) % width:
+            raise ValueError(f"byte string length {len(raw)} is not a multiple of {width}")
+        return np.frombuffer(raw, dtype=np.uint8).reshape(-1, width)
+    items = list(data)
+    for i, item in enumerate(items):
+        if not isinstance(item, (bytes, bytearray, memoryview)) or len(item) != width:
+            raise ValueError(
+                f"item {i} must be {width} bytes, got {type(item).__name__} of length "
+                f"{len(item) if hasattr(item, '__len__') else '?'}"
+            )
+    return np.frombuffer(b"".join(items), dtype=np.uint8).reshape(len(items), width)
+
+
+def bytes_to_limbs(data) -> np.ndarray:
+    """Canonical (non-Montgomery) (n, 4) uint64 limbs from 32-byte big-endian scalars.
+
+    ``data``: concatenated bytes (multiple of 32), an (n, 32) uint8 array, or a list of 32-byte
+    strings. Raises InvalidScalarError for any value >= r, naming its index and hex.
+    """
+    rows = _scalar_rows(data, SCALAR_FULL_BYTES)
+    limbs = np.ascontiguousarray(rows[:, ::-1]).view(np.uint64).reshape(rows.shape[0], 4)
+    bad = _first_noncanonical(limbs) if rows.shape[0] else -1
+    if bad >= 0:
+        raise InvalidScalarError(f"Invalid scalar at index {bad}: 0x{bytes(rows[bad]).hex()} is not < r")
+    return limbs
+
+
+def limbs_to_bytes(limbs: np.ndarray) -> np.ndarray:
+    """(n, 32) uint8 big-endian scalars from canonical (n, 4) uint64 limbs."""
+    limbs = _as_fr(limbs, "limbs")
+    return np.ascontiguousarray(limbs.view(np.uint8).reshape(limbs.shape[0], 32)[:, ::-1])
+
+
+def to_montgomery(limbs: np.ndarray) -> np.ndarray:
+    """Canonical limbs -> Montgomery form."""
+    return mul(limbs, _int_limbs([MONT_R2]))
+
+
+def from_montgomery(mont: np.ndarray) -> np.ndarray:
+    """Montgomery form -> canonical limbs."""
+    return mul(mont, _int_limbs([1]))
+
+
+def _int_limbs(values: Sequence[int]) -> np.ndarray:
+    """Canonical limbs of Python ints (each reduced mod r)."""
+    raw = b"".join((int(v) % R).to_bytes(32, "little") for v in values)
+    return np.frombuffer(raw, dtype=np.uint64).reshape(len(values), 4).copy()
+
+
+def from_ints(values: Sequence[int]) -> np.ndarray:
+    """Montgomery Fr array from Python ints (reduced mod r)."""
+    return _int_limbs([v * MONT_R for v in values])
+
+
+def to_ints(mont: np.ndarray) -> list[int]:
+    """Python ints from a Montgomery Fr array."""
+    canon = from_montgomery(mont)
+    return [int.from_bytes(canon[i].tobytes(), "little") for i in range(canon.shape[0])]
+
+
+def limbs_to_ints(limbs: np.ndarray) -> list[int]:
+    """Python ints from canonical limbs."""
+    limbs = _as_fr(limbs, "limbs")
+    return [int.from_bytes(limbs[i].tobytes(), "little") for i in range(limbs.shape[0])]
+
+
+def ints_to_limbs(values: Sequence[int]) -> np.ndarray:
+    """Canonical limbs from Python ints (reduced mod r)."""
+    return _int_limbs(values)
+
+
+def from_bytes(data) -> np.ndarray:
+    """Montgomery Fr array from 32-byte big-endian canonical scalars (see bytes_to_limbs)."""
+    return to_montgomery(bytes_to_limbs(data))
+
+
+def to_bytes(mont: np.ndarray) -> list[bytes]:
+    """32-byte big-endian scalars from a Montgomery Fr array."""
+    rows = limbs_to_bytes(from_montgomery(mont))
+    return [rows[i].tobytes() for i in range(rows.shape[0])]
+
+
+def scalar_from_bytes(value: bytes) -> int:
+    """One 32-byte big-endian canonical scalar as an int; InvalidScalarError if >= r."""
+    if not isinstance(value, (bytes, bytearray, memoryview)) or len(value) != SCALAR_FULL_BYTES:
+        raise InvalidScalarError(f"Invalid scalar: expected 32 bytes, got {value!r:.80}")
+    x = int.from_bytes(value, "big")
+    if x >= R:
+        raise InvalidScalarError(f"Invalid scalar: 0x{bytes(value).hex()} is not < r")
+    return x
+
+
+def scalar_to_bytes(value: int) -> bytes:
+    """32-byte big-endian form of an int in [0, r)."""
+    if not 0 <= value < R:
+        raise InvalidScalarError(f"Invalid scalar: {value} is not in [0, r)")
+    return value.to_bytes(SCALAR_FULL_BYTES, "big")
+
+
+def safe_bytes_to_scalars(data) -> np.ndarray:
+    """(n, 32) uint8 big-endian scalars ``0x00 ‖ chunk`` from 31-byte safe chunks.
+
+    ``data``: concatenated bytes (multiple of 31), an (n, 31) uint8 array or a list of 31-byte
+    strings. Every result is canonical by construction.
+    """
+    rows = _scalar_rows(data, SCALAR_SAFE_BYTES)
+    out = np.zeros((rows.shape[0], SCALAR_FULL_BYTES), dtype=np.uint8)
+    out[:, 1:] = rows
+    return out
+
+
+def scalars_to_safe_bytes(data) -> np.ndarray:
+    """(n, 31) uint8 safe chunks from 32-byte scalars whose first byte is 0x00.
+
+    Raises InvalidScalarError naming the first scalar whose first byte is not zero.
+    """
+    rows = _scalar_rows(data, SCALAR_FULL_BYTES)
+    nonzero = np.flatnonzero(rows[:, 0])
+    if nonzero.size:
+        i = int(nonzero[0])
+        raise InvalidScalarError(
+            f"Invalid scalar at index {i}: 0x{bytes(rows[i]).hex()} does not fit in {SCALAR_SAFE_BYTES} safe bytes"
+        )
+    return np.ascontiguousarray(rows[:, 1:])
+
+
+def safe_bytes_to_scalar(chunk: bytes) -> bytes:
+    """One 31-byte chunk -> 32-byte scalar ``0x00 ‖ chunk``."""
+    if not isinstance(chunk, (bytes, bytearray, memoryview)) or len(chunk) != SCALAR_SAFE_BYTES:
+        raise ValueError(f"safe scalar chunk must be {SCALAR_SAFE_BYTES} bytes, got {chunk!r:.80}")
+    return b"\x00" + bytes(chunk)
+
+
+def scalar_to_safe_bytes(scalar: bytes) -> bytes:
+    """32-byte scalar -> its 31 safe bytes; InvalidScalarError unless byte 0 is 0x00."""
+    scalar_from_bytes(scalar)
+    if scalar[0] != 0:
+        raise InvalidScalarError(f"Invalid scalar: 0x{bytes(scalar).hex()} does not fit in {SCALAR_SAFE_BYTES} safe bytes")
+    return bytes(scalar[1:])

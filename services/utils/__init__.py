@@ -1,0 +1,1 @@
+"""Operator utilities (`autonomys-farmer util ...`, `autonomys-export-piece`)."""
