@@ -1,0 +1,319 @@
+"""The controller daemon: the cluster's single window onto the node (spec 06 §1, §3).
+
+It holds one RPC connection to the node (real or dev node, spec 05) and one NATS connection, and
+proxies between them:
+
+* node slot info      -> ``subspace.controller.slot-info`` broadcast (with this instance's name,
+                         so farmers send solutions to ``subspace.controller.<instance>.solution``);
+* farmer solutions    -> node ``subspace_submitSolutionResponse``;
+* node reward signing -> ``subspace.controller.reward-signing-info`` broadcast; farmer
+                         signatures (``subspace.controller.reward-signature``) -> node at once
+                         (the node waits only 500 ms);
+* node archived segment headers -> ``subspace.controller.archived-segment-header`` broadcast,
+                         then acknowledged to the node (acknowledging is the controller's job in
+                         cluster mode);
+* requests: farmer app info, segment headers (answered from a local cache of the immutable
+  headers, filled from the node) and pieces (the node's ``subspace_piece``; a dev node's
+  ``dev_piece`` for older history, as there is no DSN here yet).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import tempfile
+import time
+
+from services.bus.client import Bus
+from services.bus.membership import Member, Membership
+from services.bus.message import check_token
+from services.bus.messages.controller import (
+    ArchivedSegmentHeaderBroadcast,
+    FarmerAppInfoRequest,
+    FarmerAppInfoResult,
+    CacheIdentify,
+    FarmerIdentify,
+    PieceItem,
+    PieceRequest,
+    PieceResult,
+    PiecesRequest,
+    RewardSignatureNotification,
+    RewardSigningBroadcast,
+    SegmentHeadersRequest,
+    SegmentHeadersResult,
+    SlotInfoBroadcast,
+    SolutionNotification,
+)
+from services.controller.config import ControllerConfig
+from services.daemon import Daemon, DaemonError
+from services.node.metrics import serve_metrics
+from services.node.rpc_client import NodeRpcClient, RpcConnectionError, RpcError
+from services.protocol.pieces import Piece
+from services.protocol.segments import SegmentHeader
+
+NODE_CONNECT_TIMEOUT_S = 60.0
+MAX_SEGMENT_HEADERS_PER_REQUEST = 1000
+METHOD_NOT_FOUND = -32601
+
+
+def _version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("autonomys-farmer-py")
+    except Exception:  # noqa: BLE001 - not installed as a distribution (source checkout)
+        return "0.1.0"
+
+
+class ControllerService(Daemon):
+    name = "controller"
+
+    def __init__(self, config: ControllerConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.instance = config.instance
+        self.log = self.log.bind(instance=config.instance)
+        self.bus: Bus | None = None
+        self.node: NodeRpcClient | None = None
+        self._services: list = []
+        self._tasks: set[asyncio.Task] = set()
+        self._headers: dict[int, SegmentHeader] = {}
+        self._dev_piece_supported: bool | None = None
+        self._tmp_dir: str | None = None
+        self._membership = None
+        self._metrics_server = None
+        self.stats: dict[str, int] = {
+            "slots": 0,
+            "solutions": 0,
+            "solutions_rejected": 0,
+            "reward_signing": 0,
+            "reward_signatures": 0,
+            "segments": 0,
+        }
+
+    # ---- lifecycle
+
+    async def start(self) -> None:
+        cfg = self.config
+        try:
+            check_token(self.instance)
+        except ValueError as exc:
+            raise DaemonError(f"controller instance name {self.instance!r} cannot be used in NATS subjects: {exc}") from None
+        if cfg.tmp:
+            self._tmp_dir = tempfile.mkdtemp(prefix="autonomys-controller-")
+        self.node = NodeRpcClient(cfg.node_rpc_url)
+        await self._connect_node()
+        self.bus = await Bus.connect(list(cfg.nats_servers), name=f"controller-{self.instance}")
+        node = self.node
+        # Subscribe to the node first so nothing the farmers need is missed once we serve.
+        self._slot_sub = await node.subscribe_slot_info()
+        self._reward_sub = await node.subscribe_reward_signing()
+        self._segment_sub = await node.subscribe_archived_segment_headers()
+        bus = self.bus
+        self._services = [
+            await bus.serve(FarmerAppInfoRequest, self._on_farmer_app_info, max_concurrency=cfg.service_instances),
+            await bus.serve(SegmentHeadersRequest, self._on_segment_headers, max_concurrency=cfg.service_instances),
+            await bus.serve(PieceRequest, self._on_piece, max_concurrency=cfg.service_instances),
+            await bus.serve(PiecesRequest, self._on_pieces, max_concurrency=cfg.service_instances),
+            await bus.serve(SolutionNotification, self._on_solution, instance=self.instance, queue_group=self.instance),
+            await bus.serve(RewardSignatureNotification, self._on_reward_signature),
+        ]
+        await self._register_membership()
+        # Ask farmers and caches to identify themselves now (spec 06 §3) rather than in 30 s.
+        await bus.broadcast(FarmerIdentify())
+        for group in cfg.cache_groups:
+            await bus.broadcast(CacheIdentify(), instance=group)
+        if cfg.metrics_listen:
+            try:
+                self._metrics_server, _ = serve_metrics(cfg.metrics_listen, "controller", lambda: dict(self.stats))
+            except OSError as exc:
+                raise DaemonError(f"cannot serve metrics on {cfg.metrics_listen}: {exc.strerror or exc}") from exc
+        self.log.info("controller started", node=cfg.node_rpc_url, nats=list(cfg.nats_servers))
+
+    async def _connect_node(self) -> None:
+        assert self.node is not None
+        deadline = time.monotonic() + NODE_CONNECT_TIMEOUT_S
+        delay = 0.5
+        while True:
+            try:
+                await self.node.connect(timeout=10)
+                info = await self.node.farmer_app_info()
+                self.log.info(
+                    "connected to node",
+                    genesis=info.genesis_hash.hex(),
+                    history_size=info.protocol_info.history_size,
+                    syncing=info.syncing,
+                )
+                return
+            except (RpcConnectionError, RpcError, ValueError) as exc:
+                await self.node.close()
+                self.node = NodeRpcClient(self.config.node_rpc_url)
+                if time.monotonic() + delay > deadline or self.stop_event.is_set():
+                    raise DaemonError(f"cannot reach the node at {self.config.node_rpc_url}: {exc}") from None
+                self.log.warning("node not reachable yet; retrying", error=str(exc), retry_in_s=delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    async def _register_membership(self) -> None:
+        assert self.bus is not None
+        membership = await Membership.open(self.bus)
+        self._membership = await membership.register(
+            Member(
+                role="controller",
+                instance=self.instance,
+                endpoints=[self.config.node_rpc_url],
+                capacity={"service_instances": self.config.service_instances},
+                version=_version(),
+            )
+        )
+
+    async def run(self) -> None:
+        self._spawn(self._forward_slots())
+        self._spawn(self._forward_reward_signing())
+        self._spawn(self._forward_segment_headers())
+        await self.stop_event.wait()
+
+    async def stop(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        for task in list(self._tasks):
+            try:
+                await task
+            except (asyncio.CancelledError, Exception):
+                pass
+        if self._membership is not None:
+            try:
+                await self._membership.stop()
+            except Exception as exc:  # noqa: BLE001 - best effort at shutdown
+                self.log.warning("membership deregistration failed", error=str(exc))
+        if self.bus is not None:
+            await self.bus.close()
+        if self.node is not None:
+            await self.node.close()
+        if self._metrics_server is not None:
+            self._metrics_server.shutdown()
+        if self._tmp_dir is not None:
+            shutil.rmtree(self._tmp_dir, ignore_errors=True)
+
+    def _spawn(self, coro) -> asyncio.Task:  # noqa: ANN001
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+
+        def done(t: asyncio.Task) -> None:
+            self._tasks.discard(t)
+            if not t.cancelled() and t.exception() is not None:
+                self.log.error("controller task failed", error=repr(t.exception()))
+                self.request_stop()
+
+        task.add_done_callback(done)
+        return task
+
+    # ---- node -> cluster
+
+    async def _forward_slots(self) -> None:
+        assert self.bus is not None
+        async for info in self._slot_sub:
+            self.stats["slots"] += 1
+            await self.bus.broadcast(SlotInfoBroadcast.build(info, self.instance), dedup_id=f"slot-info-{info.slot_number}")
+
+    async def _forward_reward_signing(self) -> None:
+        assert self.bus is not None
+        async for info in self._reward_sub:
+            self.stats["reward_signing"] += 1
+            self.log.info("reward signing requested", hash=info.hash.hex()[:16], public_key=info.public_key.hex()[:16])
+            await self.bus.broadcast(RewardSigningBroadcast.build(info))
+
+    async def _forward_segment_headers(self) -> None:
+        assert self.bus is not None and self.node is not None
+        async for header in self._segment_sub:
+            self.stats["segments"] += 1
+            self._headers[header.segment_index] = header
+            await self.bus.broadcast(
+                ArchivedSegmentHeaderBroadcast.build(header), dedup_id=f"archived-segment-{header.segment_index}"
+            )
+            try:
+                await self.node.acknowledge_archived_segment_header(header.segment_index)
+            except (RpcError, RpcConnectionError) as exc:
+                self.log.warning("segment acknowledgement failed", segment_index=header.segment_index, error=str(exc))
+            self.log.info("archived segment announced", segment_index=header.segment_index)
+
+    # ---- cluster -> node
+
+    async def _on_solution(self, msg: SolutionNotification) -> None:
+        assert self.node is not None
+        try:
+            response = msg.decoded()
+        except ValueError as exc:
+            self.log.warning("malformed solution from the cluster", error=str(exc))
+            return
+        self.stats["solutions"] += 1
+        try:
+            await self.node.submit_solution_response(response)
+            self.log.info("solution forwarded", slot=response.slot_number, sector_index=response.solution.sector_index)
+        except (RpcError, RpcConnectionError) as exc:
+            self.stats["solutions_rejected"] += 1
+            self.log.warning("node refused solution", slot=response.slot_number, error=str(exc))
+
+    async def _on_reward_signature(self, msg: RewardSignatureNotification) -> None:
+        assert self.node is not None
+        try:
+            response = msg.decoded()
+        except ValueError as exc:
+            self.log.warning("malformed reward signature from the cluster", error=str(exc))
+            return
+        self.stats["reward_signatures"] += 1
+        try:
+            await self.node.submit_reward_signature(response)
+        except (RpcError, RpcConnectionError) as exc:
+            self.log.warning("node refused reward signature", error=str(exc))
+
+    # ---- requests
+
+    async def _on_farmer_app_info(self, msg: FarmerAppInfoRequest) -> FarmerAppInfoResult:
+        assert self.node is not None
+        try:
+            info = await self.node.farmer_app_info()
+        except (RpcError, RpcConnectionError, ValueError) as exc:
+            return FarmerAppInfoResult(error=f"node farmer app info: {exc}")
+        return FarmerAppInfoResult(ok=info.to_scale())
+
+    async def _on_segment_headers(self, msg: SegmentHeadersRequest) -> SegmentHeadersResult:
+        assert self.node is not None
+        indices = list(msg.segment_indices)
+        if len(indices) > MAX_SEGMENT_HEADERS_PER_REQUEST:
+            raise ValueError(f"at most {MAX_SEGMENT_HEADERS_PER_REQUEST} segment indices per request, got {len(indices)}")
+        missing = sorted({i for i in indices if i not in self._headers})
+        if missing:
+            for header in await self.node.segment_headers(missing):
+                if header is not None:
+                    self._headers[header.segment_index] = header
+        return SegmentHeadersResult(
+            headers=[self._headers[i].to_scale() if i in self._headers else None for i in indices]
+        )
+
+    async def _on_piece(self, msg: PieceRequest) -> PieceResult:
+        piece = await self._get_piece(msg.piece_index)
+        return PieceResult(piece=None if piece is None else bytes(piece))
+
+    async def _on_pieces(self, msg: PiecesRequest):  # noqa: ANN201 - async generator of PieceItem
+        for index in msg.piece_indices:
+            piece = await self._get_piece(index)
+            if piece is not None:
+                yield PieceItem(piece_index=index, piece=bytes(piece))
+
+    async def _get_piece(self, piece_index: int) -> Piece | None:
+        """The node's ``subspace_piece``; a dev node's ``dev_piece`` for older history."""
+        assert self.node is not None
+        piece = await self.node.piece(piece_index)
+        if piece is None and self._dev_piece_supported is not False:
+            try:
+                raw = await self.node.call("dev_piece", [piece_index])
+                self._dev_piece_supported = True
+                if raw is not None:
+                    piece = Piece.from_json(raw)
+            except RpcError as exc:
+                if exc.code == METHOD_NOT_FOUND:
+                    self._dev_piece_supported = False
+                else:
+                    raise
+        return piece

@@ -1,0 +1,336 @@
+"""The farmer-facing node RPC types in their JSON (spec 05 §2) and SCALE (spec 05 §4) forms.
+
+The dev node serves these shapes, the RPC client parses them, and the controller re-encodes them
+as SCALE for the cluster (spec 06), so one definition keeps the three in agreement. JSON values
+are what ``json.loads`` produces (u64 fields may exceed 2^53: Python ints are exact). Parsing
+errors are ``ValueError`` naming the bad field.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from services.node.multiaddr import multiaddr_from_bytes, multiaddr_to_bytes
+from services.protocol.hashes import HASH_SIZE
+from services.protocol.pieces import U64_MAX, hex_to_bytes
+from services.protocol.scale import (
+    ScaleReader,
+    decode_all,
+    encode_bool,
+    encode_bytes,
+    encode_fixed,
+    encode_option,
+    encode_u16,
+    encode_u32,
+    encode_u64,
+    encode_vec,
+)
+from services.protocol.solution import Solution
+
+U16_MAX = (1 << 16) - 1
+U32_MAX = (1 << 32) - 1
+PUBLIC_KEY_SIZE = 32
+SIGNATURE_SIZE = 64
+
+
+def json_uint(value: object, maximum: int, name: str) -> int:
+    """An integer JSON field (serde rejects bools, floats and strings for integers)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{name} must be an integer, got {type(value).__name__} {value!r:.40}")
+    if not 0 <= value <= maximum:
+        raise ValueError(f"{name} out of range: {value} (allowed 0..={maximum})")
+    return value
+
+
+def json_field(obj: object, key: str, where: str) -> object:
+    if not isinstance(obj, dict):
+        raise ValueError(f"{where} must be a JSON object, got {type(obj).__name__}")
+    if key not in obj:
+        raise ValueError(f"{where}: missing field {key!r}")
+    return obj[key]
+
+
+def _check_bytes(value: object, size: int, name: str) -> None:
+    if not isinstance(value, bytes) or len(value) != size:
+        got = len(value) if isinstance(value, bytes) else type(value).__name__
+        raise ValueError(f"{name} must be {size} bytes, got {got}")
+
+
+@dataclass(frozen=True)
+class SlotInfo:
+    slot_number: int
+    global_challenge: bytes
+    solution_range: int
+    voting_solution_range: int
+
+    def __post_init__(self) -> None:
+        json_uint(self.slot_number, U64_MAX, "slotNumber")
+        _check_bytes(self.global_challenge, HASH_SIZE, "globalChallenge")
+        json_uint(self.solution_range, U64_MAX, "solutionRange")
+        json_uint(self.voting_solution_range, U64_MAX, "votingSolutionRange")
+
+    def to_json(self) -> dict:
+        return {
+            "slotNumber": self.slot_number,
+            "globalChallenge": self.global_challenge.hex(),
+            "solutionRange": self.solution_range,
+            "votingSolutionRange": self.voting_solution_range,
+        }
+
+    @classmethod
+    def from_json(cls, value: object) -> SlotInfo:
+        w = "SlotInfo"
+        return cls(
+            json_uint(json_field(value, "slotNumber", w), U64_MAX, "slotNumber"),
+            hex_to_bytes(json_field(value, "globalChallenge", w), HASH_SIZE, "globalChallenge"),
+            json_uint(json_field(value, "solutionRange", w), U64_MAX, "solutionRange"),
+            json_uint(json_field(value, "votingSolutionRange", w), U64_MAX, "votingSolutionRange"),
+        )
+
+    def to_scale(self) -> bytes:
+        return (
+            encode_u64(self.slot_number)
+            + self.global_challenge
+            + encode_u64(self.solution_range)
+            + encode_u64(self.voting_solution_range)
+        )
+
+    @classmethod
+    def decode(cls, r: ScaleReader) -> SlotInfo:
+        return cls(r.u64("slot number"), r.read(HASH_SIZE, "global challenge"), r.u64("solution range"), r.u64("voting solution range"))
+
+    @classmethod
+    def from_scale(cls, data: bytes) -> SlotInfo:
+        return decode_all(data, cls.decode, "SlotInfo")
+
+
+@dataclass(frozen=True)
+class SolutionResponse:
+    slot_number: int
+    solution: Solution
+
+    def __post_init__(self) -> None:
+        json_uint(self.slot_number, U64_MAX, "slotNumber")
+        if not isinstance(self.solution, Solution):
+            raise ValueError(f"solution must be a Solution, got {type(self.solution).__name__}")
+
+    def to_json(self) -> dict:
+        return {"slotNumber": self.slot_number, "solution": self.solution.to_json()}
+
+    @classmethod
+    def from_json(cls, value: object) -> SolutionResponse:
+        w = "SolutionResponse"
+        slot = json_uint(json_field(value, "slotNumber", w), U64_MAX, "slotNumber")
+        return cls(slot, Solution.from_json(json_field(value, "solution", w)))
+
+    def to_scale(self) -> bytes:
+        return encode_u64(self.slot_number) + self.solution.to_scale()
+
+    @classmethod
+    def decode(cls, r: ScaleReader) -> SolutionResponse:
+        slot = r.u64("slot number")
+        return cls(slot, Solution.decode(r))
+
+    @classmethod
+    def from_scale(cls, data: bytes) -> SolutionResponse:
+        return decode_all(data, cls.decode, "SolutionResponse")
+
+
+@dataclass(frozen=True)
+class RewardSigningInfo:
+    hash: bytes
+    public_key: bytes
+
+    def __post_init__(self) -> None:
+        _check_bytes(self.hash, HASH_SIZE, "hash")
+        _check_bytes(self.public_key, PUBLIC_KEY_SIZE, "publicKey")
+
+    def to_json(self) -> dict:
+        return {"hash": self.hash.hex(), "publicKey": self.public_key.hex()}
+
+    @classmethod
+    def from_json(cls, value: object) -> RewardSigningInfo:
+        w = "RewardSigningInfo"
+        return cls(
+            hex_to_bytes(json_field(value, "hash", w), HASH_SIZE, "hash"),
+            hex_to_bytes(json_field(value, "publicKey", w), PUBLIC_KEY_SIZE, "publicKey"),
+        )
+
+    def to_scale(self) -> bytes:
+        return self.hash + self.public_key
+
+    @classmethod
+    def decode(cls, r: ScaleReader) -> RewardSigningInfo:
+        return cls(r.read(HASH_SIZE, "hash"), r.read(PUBLIC_KEY_SIZE, "public key"))
+
+    @classmethod
+    def from_scale(cls, data: bytes) -> RewardSigningInfo:
+        return decode_all(data, cls.decode, "RewardSigningInfo")
+
+
+@dataclass(frozen=True)
+class RewardSignatureResponse:
+    hash: bytes
+    signature: bytes | None
+
+    def __post_init__(self) -> None:
+        _check_bytes(self.hash, HASH_SIZE, "hash")
+        if self.signature is not None:
+            _check_bytes(self.signature, SIGNATURE_SIZE, "signature")
+
+    def to_json(self) -> dict:
+        return {"hash": self.hash.hex(), "signature": None if self.signature is None else self.signature.hex()}
+
+    @classmethod
+    def from_json(cls, value: object) -> RewardSignatureResponse:
+        w = "RewardSignatureResponse"
+        sig = json_field(value, "signature", w)
+        return cls(
+            hex_to_bytes(json_field(value, "hash", w), HASH_SIZE, "hash"),
+            None if sig is None else hex_to_bytes(sig, SIGNATURE_SIZE, "signature"),
+        )
+
+    def to_scale(self) -> bytes:
+        return self.hash + encode_option(self.signature, lambda s: encode_fixed(s, SIGNATURE_SIZE, "signature"))
+
+    @classmethod
+    def decode(cls, r: ScaleReader) -> RewardSignatureResponse:
+        h = r.read(HASH_SIZE, "hash")
+        return cls(h, r.option(lambda rr: rr.read(SIGNATURE_SIZE, "signature"), "signature"))
+
+    @classmethod
+    def from_scale(cls, data: bytes) -> RewardSignatureResponse:
+        return decode_all(data, cls.decode, "RewardSignatureResponse")
+
+
+@dataclass(frozen=True)
+class FarmerProtocolInfo:
+    history_size: int
+    max_pieces_in_sector: int
+    recent_segments: int
+    recent_history_fraction: tuple[int, int]
+    min_sector_lifetime: int
+
+    def __post_init__(self) -> None:
+        json_uint(self.history_size, U64_MAX, "historySize")
+        if self.history_size == 0:
+            raise ValueError("historySize must be non-zero")
+        json_uint(self.max_pieces_in_sector, U16_MAX, "maxPiecesInSector")
+        json_uint(self.recent_segments, U64_MAX, "recentSegments")
+        if len(self.recent_history_fraction) != 2:
+            raise ValueError(f"recentHistoryFraction must have 2 numbers, got {self.recent_history_fraction!r}")
+        for part in self.recent_history_fraction:
+            json_uint(part, U64_MAX, "recentHistoryFraction")
+        json_uint(self.min_sector_lifetime, U64_MAX, "minSectorLifetime")
+
+    def to_json(self) -> dict:
+        return {
+            "historySize": self.history_size,
+            "maxPiecesInSector": self.max_pieces_in_sector,
+            "recentSegments": self.recent_segments,
+            "recentHistoryFraction": list(self.recent_history_fraction),
+            "minSectorLifetime": self.min_sector_lifetime,
+        }
+
+    @classmethod
+    def from_json(cls, value: object) -> FarmerProtocolInfo:
+        w = "FarmerProtocolInfo"
+        frac = json_field(value, "recentHistoryFraction", w)
+        if not isinstance(frac, list) or len(frac) != 2:
+            raise ValueError(f"recentHistoryFraction must be a 2-element array, got {frac!r:.60}")
+        return cls(
+            json_uint(json_field(value, "historySize", w), U64_MAX, "historySize"),
+            json_uint(json_field(value, "maxPiecesInSector", w), U16_MAX, "maxPiecesInSector"),
+            json_uint(json_field(value, "recentSegments", w), U64_MAX, "recentSegments"),
+            (json_uint(frac[0], U64_MAX, "recentHistoryFraction[0]"), json_uint(frac[1], U64_MAX, "recentHistoryFraction[1]")),
+            json_uint(json_field(value, "minSectorLifetime", w), U64_MAX, "minSectorLifetime"),
+        )
+
+    def to_scale(self) -> bytes:
+        return (
+            encode_u64(self.history_size)
+            + encode_u16(self.max_pieces_in_sector)
+            + encode_u64(self.recent_segments)
+            + encode_u64(self.recent_history_fraction[0])
+            + encode_u64(self.recent_history_fraction[1])
+            + encode_u64(self.min_sector_lifetime)
+        )
+
+    @classmethod
+    def decode(cls, r: ScaleReader) -> FarmerProtocolInfo:
+        history_size = r.u64("history size")
+        max_pieces = r.u16("max pieces in sector")
+        recent = r.u64("recent segments")
+        frac = (r.u64("recent history fraction numerator"), r.u64("recent history fraction denominator"))
+        return cls(history_size, max_pieces, recent, frac, r.u64("min sector lifetime"))
+
+
+@dataclass(frozen=True)
+class FarmerAppInfo:
+    genesis_hash: bytes
+    dsn_bootstrap_nodes: tuple[str, ...]
+    syncing: bool
+    farming_timeout_ms: int
+    protocol_info: FarmerProtocolInfo
+
+    def __post_init__(self) -> None:
+        _check_bytes(self.genesis_hash, HASH_SIZE, "genesisHash")
+        if not isinstance(self.syncing, bool):
+            raise ValueError(f"syncing must be a bool, got {self.syncing!r}")
+        json_uint(self.farming_timeout_ms, U64_MAX, "farmingTimeout")
+
+    def to_json(self) -> dict:
+        secs, ms = divmod(self.farming_timeout_ms, 1000)
+        return {
+            "genesisHash": self.genesis_hash.hex(),
+            "dsnBootstrapNodes": list(self.dsn_bootstrap_nodes),
+            "syncing": self.syncing,
+            "farmingTimeout": {"secs": secs, "nanos": ms * 1_000_000},
+            "protocolInfo": self.protocol_info.to_json(),
+        }
+
+    @classmethod
+    def from_json(cls, value: object) -> FarmerAppInfo:
+        w = "FarmerAppInfo"
+        nodes = json_field(value, "dsnBootstrapNodes", w)
+        if not isinstance(nodes, list) or not all(isinstance(n, str) for n in nodes):
+            raise ValueError(f"dsnBootstrapNodes must be an array of multiaddr strings, got {nodes!r:.80}")
+        syncing = json_field(value, "syncing", w)
+        if not isinstance(syncing, bool):
+            raise ValueError(f"syncing must be a bool, got {syncing!r:.40}")
+        timeout = json_field(value, "farmingTimeout", w)
+        secs = json_uint(json_field(timeout, "secs", "farmingTimeout"), U64_MAX, "farmingTimeout.secs")
+        nanos = json_uint(json_field(timeout, "nanos", "farmingTimeout"), 999_999_999, "farmingTimeout.nanos")
+        return cls(
+            hex_to_bytes(json_field(value, "genesisHash", w), HASH_SIZE, "genesisHash"),
+            tuple(nodes),
+            syncing,
+            secs * 1000 + nanos // 1_000_000,
+            FarmerProtocolInfo.from_json(json_field(value, "protocolInfo", w)),
+        )
+
+    def to_scale(self) -> bytes:
+        secs, ms = divmod(self.farming_timeout_ms, 1000)
+        return (
+            self.genesis_hash
+            + encode_vec([multiaddr_to_bytes(n) for n in self.dsn_bootstrap_nodes], encode_bytes)
+            + encode_bool(self.syncing)
+            + encode_u64(secs)
+            + encode_u32(ms * 1_000_000)
+            + self.protocol_info.to_scale()
+        )
+
+    @classmethod
+    def decode(cls, r: ScaleReader) -> FarmerAppInfo:
+        genesis = r.read(HASH_SIZE, "genesis hash")
+        nodes = tuple(multiaddr_from_bytes(b) for b in r.vec(lambda rr: rr.bytes("multiaddr"), "bootstrap nodes"))
+        syncing = r.bool("syncing")
+        secs = r.u64("farming timeout secs")
+        nanos = r.u32("farming timeout nanos")
+        if nanos >= 1_000_000_000:
+            raise ValueError(f"farming timeout nanos {nanos} >= 1e9")
+        return cls(genesis, nodes, syncing, secs * 1000 + nanos // 1_000_000, FarmerProtocolInfo.decode(r))
+
+    @classmethod
+    def from_scale(cls, data: bytes) -> FarmerAppInfo:
+        return decode_all(data, cls.decode, "FarmerAppInfo")
