@@ -42,7 +42,7 @@ from services.node.rpc_types import (
     SolutionResponse,
     json_uint,
 )
-from services.node.schnorrkel import verify as sr25519_verify
+from services.protocol.sr25519.schnorrkel import verify as sr25519_verify
 from services.protocol.constants import NUM_PIECES, REWARD_SIGNING_CONTEXT
 from services.protocol.hashes import blake3_hash_list
 from services.protocol.pieces import U64_MAX

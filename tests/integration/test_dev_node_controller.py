@@ -44,7 +44,7 @@ from services.bus.messages.controller import (  # noqa: E402
     SlotInfoBroadcast,
     SolutionNotification,
 )
-from services.node import schnorrkel  # noqa: E402
+from services.protocol.sr25519 import schnorrkel  # noqa: E402
 from services.node.rpc_types import RewardSignatureResponse, SolutionResponse  # noqa: E402
 from services.protocol.archiver import is_piece_valid  # noqa: E402
 from services.protocol.auditing import audit_location, audit_sector  # noqa: E402

@@ -3,7 +3,7 @@
 Subspace reward signatures are schnorrkel signatures under the signing context
 ``b"subspace_reward"`` (spec 05 §3, spec 01 §6). The ``sr25519`` binding on PyPI only signs and
 verifies under the fixed ``b"substrate"`` context, so signing and verification are implemented
-here over :mod:`services.node.merlin` and :mod:`services.node.ristretto255`. Keys are
+here over :mod:`services.protocol.sr25519.merlin` and :mod:`services.protocol.sr25519.ristretto255`. Keys are
 interchangeable with that binding: public key = 32-byte ristretto255 point, secret key =
 32-byte little-endian scalar ‖ 32-byte nonce (what ``sr25519.pair_from_seed`` returns).
 """
@@ -13,8 +13,8 @@ from __future__ import annotations
 import hashlib
 import os
 
-from services.node import ristretto255 as rist
-from services.node.merlin import Transcript
+from services.protocol.sr25519 import ristretto255 as rist
+from services.protocol.sr25519.merlin import Transcript
 
 SIGNATURE_SIZE = 64
 PUBLIC_KEY_SIZE = 32

@@ -8,8 +8,8 @@ import hashlib
 import pytest
 import sr25519
 
-from services.node import schnorrkel
-from services.node.merlin import Transcript, keccak_f1600
+from services.protocol.sr25519 import schnorrkel
+from services.protocol.sr25519.merlin import Transcript, keccak_f1600
 from services.protocol.constants import REWARD_SIGNING_CONTEXT
 
 SEEDS = [bytes([i]) * 32 for i in (0, 1, 7, 255)]
