@@ -8,6 +8,7 @@ AUTONOMYS_KZG_PARAMS or ../shared/kzg); if absent the insecure dev setup is used
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import time
@@ -17,7 +18,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from services.protocol import field, kzg as kzg_module, ntt  # noqa: E402
+from services.protocol import erasure as erasure_module, field, kzg as kzg_module, ntt  # noqa: E402
 from services.protocol.erasure import ErasureCoding  # noqa: E402
 from services.protocol.kzg import Kzg  # noqa: E402
 
@@ -31,7 +32,7 @@ def timed(label: str, fn, repeat: int):
         start = time.perf_counter()
         result = fn()
         times.append(time.perf_counter() - start)
-    print(f"{label:<48} median {statistics.median(times) * 1e3:9.2f} ms   min {min(times) * 1e3:9.2f} ms   (n={repeat})")
+    print(f"{label:<48} median {statistics.median(times) * 1e3:9.2f} ms   min {min(times) * 1e3:9.2f} ms   (n={repeat})", flush=True)
     return result
 
 
@@ -64,7 +65,18 @@ def main() -> None:
     full[1::2] = parity
     present = np.zeros(2 * RECORD_CHUNKS, bool)
     present[rng.choice(2 * RECORD_CHUNKS, RECORD_CHUNKS, replace=False)] = True
-    timed("recover_array 2^16 from a random half", lambda: ec.recover_array(full, present), max(1, args.repeat // 2))
+    timed("recover_array 2^16 from a random half", lambda: ec.recover_array(full, present), args.repeat)
+    known = field.bytes_to_limbs(np.where(present[:, None], full, 0))
+    if hasattr(ec, "recover_poly_limbs"):
+        timed("recover_poly_limbs (coefficients = poly)", lambda: ec.recover_poly_limbs(known, present), args.repeat)
+        timed("recover_source_limbs (2^15 source values)", lambda: ec.recover_source_limbs(known, present), args.repeat)
+        timed("  of which zero polynomial tables", lambda: erasure_module._zero_poly_tables(16, np.flatnonzero(~present)), args.repeat)
+        if hasattr(ntt, "set_threads"):
+            default_threads = ntt._threads
+            ntt.set_threads(1)
+            timed("recover_poly_limbs on 1 thread", lambda: ec.recover_poly_limbs(known, present), args.repeat)
+            timed("ntt 2^16 (limbs) on 1 thread", lambda: ntt.ntt(known), args.repeat)
+            ntt.set_threads(default_threads)
     segment_column = np.zeros((1024, 128, 32), np.uint8)
     segment_column[:, :, 1:] = rng.integers(0, 256, size=(1024, 128, 31), dtype=np.uint8)
     t = timed("extend_array batch 1024 x (128 -> 256)", lambda: ec.extend_array(segment_column), args.repeat)
@@ -97,6 +109,9 @@ def main() -> None:
     timed("verify (2^16 domain)", lambda: kzg.verify(commitment, 1 << 16, 12345, value, witness), args.repeat * 4)
     segment_poly = kzg.poly(values[:256])
     timed("create_witness 256 poly (segment)", lambda: kzg.create_witness(segment_poly, 256, 7), args.repeat)
+
+
+    print(f"(machine load average: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)")
 
 
 if __name__ == "__main__":

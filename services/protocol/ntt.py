@@ -13,17 +13,25 @@ Both are linear, so they work on Fr arrays in either representation (Montgomery 
 limbs, see ``field``); the result is in the same representation as the input. Inputs are
 ``(n, 4)`` uint64 arrays or ``(batch, n, 4)`` for many transforms of the same size in one call;
 sizes are powers of two from 1 to 2^16 (MAX_LOG_SIZE).
+
+Threads: transforms of >= 2^13 elements in total are split over a small thread pool (the numba
+kernels release the GIL): batch rows between threads, or a single transform's independent
+blocks and then each remaining stage's twiddle range. ``set_threads(count)`` (default: CPU
+count, at most 8; 1 = everything on the calling thread). ``run_split`` does the same for
+element-wise kernels. Results do not depend on the thread count.
 """
 
 from __future__ import annotations
 
+import os
 import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import numba
 import numpy as np
 
 from services.protocol import field
-from services.protocol.field import R, _add, _load, _mont_mul, _store, _sub
+from services.protocol.field import R, _add64, _ld, _mont_mul64, _st, _sub64
 
 MAX_LOG_SIZE = 16
 MAX_SIZE = 1 << MAX_LOG_SIZE
@@ -39,12 +47,12 @@ def root_of_unity(log_n: int) -> int:
 
 @numba.njit(cache=True, nogil=True)
 def _powers_kernel(base, count, one, out):
-    """out[k] = base^k for k < count (Montgomery)."""
-    acc = _load(one, 0)
-    b = _load(base, 0)
+    """out[k] = base^k for k < count (Montgomery; (n, 4) uint64 arrays)."""
+    acc = _ld(one, 0)
+    b = _ld(base, 0)
     for k in range(count):
-        _store(out, k, acc)
-        acc = _mont_mul(acc, b)
+        _st(out, k, acc)
+        acc = _mont_mul64(acc, b)
 
 
 _twiddle_lock = threading.Lock()
@@ -52,19 +60,14 @@ _twiddles: np.ndarray | None = None
 
 
 def twiddles() -> np.ndarray:
-    """(2^15, 8) uint32 table of omega_16^k in Montgomery form, k < 2^15 (built once)."""
+    """(2^15, 4) uint64 table of omega_16^k in Montgomery form, k < 2^15 (built once, read-only)."""
     global _twiddles
     with _twiddle_lock:
         if _twiddles is None:
             table = np.empty((MAX_SIZE // 2, 4), dtype=np.uint64)
-            _powers_kernel(
-                field.u32_view(field.from_ints([root_of_unity(MAX_LOG_SIZE)])),
-                MAX_SIZE // 2,
-                field.u32_view(field.from_ints([1])),
-                field.u32_view(table),
-            )
-            _twiddles = field.u32_view(table)
-            _twiddles.flags.writeable = False
+            _powers_kernel(field.from_ints([root_of_unity(MAX_LOG_SIZE)]), MAX_SIZE // 2, field.from_ints([1]), table)
+            table.flags.writeable = False
+            _twiddles = table
         return _twiddles
 
 
@@ -77,8 +80,7 @@ def domain_powers(log_n: int, count: int | None = None) -> np.ndarray:
     if not 0 <= count <= n // 2:
         raise ValueError(f"count {count} must be in 0..{n // 2}")
     stride = MAX_SIZE // n
-    tw = twiddles()
-    return np.ascontiguousarray(tw[: count * stride : stride]).view(np.uint64).reshape(count, 4)
+    return np.ascontiguousarray(twiddles()[: count * stride : stride])
 
 
 @numba.njit(cache=True, nogil=True)
@@ -91,39 +93,43 @@ def _bit_reverse_permute(data, log_n):
             j = (j << 1) | (x & 1)
             x >>= 1
         if i < j:
-            for k in range(8):
+            for k in range(4):
                 t = data[i, k]
                 data[i, k] = data[j, k]
                 data[j, k] = t
 
 
 @numba.njit(cache=True, nogil=True)
-def _ntt_inplace(data, log_n, tw, log_max):
-    """Forward DFT of one (n, 8) uint32 vector in place (natural order in and out)."""
+def _butterflies(data, h, k_start, k_stop, shift, tw):
+    """One radix-2 DIT stage with half-size h on data (length a multiple of 2h), restricted to
+    in-block offsets k in [k_start, k_stop); twiddle for k is omega_max^(k << shift)."""
     n = data.shape[0]
+    for start in range(0, n, 2 * h):
+        for k in range(k_start, k_stop):
+            i = start + k
+            j = i + h
+            u = _ld(data, i)
+            if k == 0:
+                v = _ld(data, j)
+            else:
+                v = _mont_mul64(_ld(data, j), _ld(tw, k << shift))
+            _st(data, i, _add64(u, v))
+            _st(data, j, _sub64(u, v))
+
+
+@numba.njit(cache=True, nogil=True)
+def _ntt_stages(data, log_first, log_stop, log_max, tw):
+    """DIT stages with half-sizes 2^log_first .. 2^(log_stop-1) on bit-reversed data."""
+    for log_h in range(log_first, log_stop):
+        h = 1 << log_h
+        _butterflies(data, h, 0, h, log_max - 1 - log_h, tw)
+
+
+@numba.njit(cache=True, nogil=True)
+def _ntt_inplace(data, log_n, tw, log_max):
+    """Forward DFT of one (n, 4) uint64 vector in place (natural order in and out)."""
     _bit_reverse_permute(data, log_n)
-    h = 1
-    log_h = 0
-    while h < n:
-        shift = log_max - 1 - log_h  # twiddle for j in a block of 2h is omega_max^(j << shift)
-        for start in range(0, n, 2 * h):
-            i = start
-            j = start + h
-            u = _load(data, i)
-            v = _load(data, j)
-            _store(data, i, _add(u, v))
-            _store(data, j, _sub(u, v))
-        for k in range(1, h):
-            w = _load(tw, k << shift)
-            for start in range(0, n, 2 * h):
-                i = start + k
-                j = i + h
-                u = _load(data, i)
-                v = _mont_mul(_load(data, j), w)
-                _store(data, i, _add(u, v))
-                _store(data, j, _sub(u, v))
-        h *= 2
-        log_h += 1
+    _ntt_stages(data, 0, log_n, log_max, tw)
 
 
 @numba.njit(cache=True, nogil=True)
@@ -133,21 +139,22 @@ def _ntt_batch(data, log_n, tw, log_max):
 
 
 @numba.njit(cache=True, nogil=True)
-def _reverse_and_scale(src, scale, dst):
-    """dst[b, k] = src[b, (n - k) % n] * scale[k] for every batch row b (scale is Montgomery)."""
+def _reverse_and_scale(src, scale, dst, b_start, b_stop, k_start, k_stop):
+    """dst[b, k] = src[b, (n - k) % n] * scale[k] for rows b in [b_start, b_stop) and k in
+    [k_start, k_stop) (scale is Montgomery)."""
     n = src.shape[1]
-    for b in range(src.shape[0]):
-        for k in range(n):
+    for b in range(b_start, b_stop):
+        for k in range(k_start, k_stop):
             kk = (n - k) & (n - 1)
-            _store(dst[b], k, _mont_mul(_load(src[b], kk), _load(scale, k)))
+            _st(dst[b], k, _mont_mul64(_ld(src[b], kk), _ld(scale, k)))
 
 
 @numba.njit(cache=True, nogil=True)
-def _scale_rows(src, scale, dst):
-    """dst[b, k] = src[b, k] * scale[k] for every batch row b (scale is Montgomery)."""
-    for b in range(src.shape[0]):
-        for k in range(src.shape[1]):
-            _store(dst[b], k, _mont_mul(_load(src[b], k), _load(scale, k)))
+def _scale_rows(src, scale, dst, b_start, b_stop, k_start, k_stop):
+    """dst[b, k] = src[b, k] * scale[k] for rows b in [b_start, b_stop), k in [k_start, k_stop)."""
+    for b in range(b_start, b_stop):
+        for k in range(k_start, k_stop):
+            _st(dst[b], k, _mont_mul64(_ld(src[b], k), _ld(scale, k)))
 
 
 def _as_batch(values: np.ndarray) -> tuple[np.ndarray, int, bool]:
@@ -169,14 +176,75 @@ def _as_batch(values: np.ndarray) -> tuple[np.ndarray, int, bool]:
     return np.array(batch, dtype=np.uint64, order="C", copy=True), n.bit_length() - 1, single
 
 
-def _u32_batch(a: np.ndarray) -> np.ndarray:
-    return a.view(np.uint32).reshape(a.shape[0], a.shape[1], 8)
+_pool_lock = threading.Lock()
+_pool: ThreadPoolExecutor | None = None
+_threads = max(1, min(os.cpu_count() or 1, 8))
+PARALLEL_MIN_ELEMENTS = 1 << 13  # smaller transforms run on the calling thread
+
+
+def set_threads(count: int) -> None:
+    """Number of threads large transforms are split over (default: CPU count, at most 8)."""
+    global _threads, _pool
+    if not isinstance(count, int) or count < 1:
+        raise ValueError(f"thread count must be a positive int, got {count!r}")
+    with _pool_lock:
+        _threads = count
+        if _pool is not None:
+            _pool.shutdown(wait=False)
+            _pool = None
+
+
+_pool_pid = 0
+
+
+def _executor() -> ThreadPoolExecutor:
+    global _pool, _pool_pid
+    with _pool_lock:
+        if _pool is None or _pool_pid != os.getpid():  # a forked child has none of the threads
+            _pool = ThreadPoolExecutor(max_workers=_threads, thread_name_prefix="ntt")
+            _pool_pid = os.getpid()
+        return _pool
+
+
+def _run_all(calls) -> None:
+    """Run (kernel, *args) calls on the pool (the kernels release the GIL) and wait for all."""
+    futures = [_executor().submit(*call) for call in calls]
+    for future in futures:
+        future.result()
+
+
+def _split_single(data: np.ndarray, log_n: int, workers: int, tw: np.ndarray) -> None:
+    """One forward DFT split over ``workers`` (a power of two) threads: after the bit reversal the
+    first log_n - w stages act on independent blocks; each later stage splits its twiddle range."""
+    log_w = workers.bit_length() - 1
+    n = 1 << log_n
+    _bit_reverse_permute(data, log_n)
+    block = n >> log_w
+    _run_all([(_ntt_stages, data[b * block : (b + 1) * block], 0, log_n - log_w, MAX_LOG_SIZE, tw) for b in range(workers)])
+    for log_h in range(log_n - log_w, log_n):
+        h = 1 << log_h
+        part = h // workers
+        shift = MAX_LOG_SIZE - 1 - log_h
+        _run_all([(_butterflies, data, h, w * part, (w + 1) * part, shift, tw) for w in range(workers)])
 
 
 def ntt_inplace_batch(batch: np.ndarray) -> None:
-    """Forward DFT in place on a C-contiguous (batch, n, 4) uint64 array (hot-path helper)."""
-    n = batch.shape[1]
-    _ntt_batch(_u32_batch(batch), n.bit_length() - 1, twiddles(), MAX_LOG_SIZE)
+    """Forward DFT in place on a C-contiguous (batch, n, 4) uint64 array (hot-path helper).
+
+    Large work is split over threads: whole rows when there are several, else one transform."""
+    rows, n = batch.shape[0], batch.shape[1]
+    log_n = n.bit_length() - 1
+    tw = twiddles()
+    threads = _threads
+    if threads == 1 or rows * n < PARALLEL_MIN_ELEMENTS or rows == 0:
+        _ntt_batch(batch, log_n, tw, MAX_LOG_SIZE)
+    elif rows >= 2:
+        workers = min(threads, rows)
+        bounds = [rows * w // workers for w in range(workers + 1)]
+        _run_all([(_ntt_batch, batch[bounds[w] : bounds[w + 1]], log_n, tw, MAX_LOG_SIZE) for w in range(workers)])
+    else:
+        workers = 1 << (threads.bit_length() - 1)  # largest power of two <= threads
+        _split_single(batch[0], log_n, workers, tw)
 
 
 def ntt(values: np.ndarray) -> np.ndarray:
@@ -201,17 +269,32 @@ def _inverse_scale(n: int) -> np.ndarray:
         return table
 
 
+def run_split(kernel, rows: int, count: int, *args) -> None:
+    """Call ``kernel(*args, row_start, row_stop, start, stop)`` over rows [0, rows) x [0, count),
+    split over the threads (by rows when there are enough, else by the inner range) when
+    ``rows * count`` is large; the kernel must treat disjoint blocks independently."""
+    threads = _threads
+    if threads == 1 or rows * count < PARALLEL_MIN_ELEMENTS:
+        kernel(*args, 0, rows, 0, count)
+    elif rows >= threads:
+        bounds = [rows * w // threads for w in range(threads + 1)]
+        _run_all([(kernel, *args, bounds[w], bounds[w + 1], 0, count) for w in range(threads)])
+    else:
+        bounds = [count * w // threads for w in range(threads + 1)]
+        _run_all([(kernel, *args, 0, rows, bounds[w], bounds[w + 1]) for w in range(threads)])
+
+
 def reverse_and_scale(batch: np.ndarray, scale: np.ndarray) -> np.ndarray:
     """``out[b, k] = batch[b, -k mod n] * scale[k]`` (scale: Montgomery (n, 4)); new array."""
     out = np.empty_like(batch)
-    _reverse_and_scale(_u32_batch(batch), field.u32_view(np.ascontiguousarray(scale)), _u32_batch(out))
+    run_split(_reverse_and_scale, batch.shape[0], batch.shape[1], batch, np.ascontiguousarray(scale), out)
     return out
 
 
 def scale_rows(batch: np.ndarray, scale: np.ndarray) -> np.ndarray:
     """``out[b, k] = batch[b, k] * scale[k]`` (scale: Montgomery (n, 4)); new array."""
     out = np.empty_like(batch)
-    _scale_rows(_u32_batch(batch), field.u32_view(np.ascontiguousarray(scale)), _u32_batch(out))
+    run_split(_scale_rows, batch.shape[0], batch.shape[1], batch, np.ascontiguousarray(scale), out)
     return out
 
 

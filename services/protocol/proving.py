@@ -24,7 +24,8 @@ import numpy as np
 from services.protocol.auditing import AuditCandidate, SectorAuditResult
 from services.protocol.constants import RECORD_NUM_S_BUCKETS
 from services.protocol.plotting import ProofsForSeed
-from services.protocol.reading import ReadingError, read_record_extended
+from services.protocol.kzg import Polynomial
+from services.protocol.reading import ReadingError, read_record_shards, recover_record_polynomial
 from services.protocol.sector import (
     SectorContentsMap,
     SectorError,
@@ -93,8 +94,8 @@ def prove(
     try:
         if contents_map is None:
             contents_map = SectorContentsMap.from_sector(sector, n)
-        extended, shards = read_record_extended(
-            sector, sector_metadata, sector_id, candidate.piece_offset, erasure_coding, proofs_for_seed, contents_map
+        shards = read_record_shards(
+            sector, sector_metadata, sector_id, candidate.piece_offset, proofs_for_seed, contents_map
         )
         record_metadata = read_record_metadata(sector, n, candidate.piece_offset)
     except (ReadingError, SectorError) as error:
@@ -103,9 +104,16 @@ def prove(
         raise ProvingError(
             f"record {candidate.piece_offset} has no encoded chunk in s-bucket {s} (contents map disagrees)"
         )
+    try:
+        coefficients = recover_record_polynomial(erasure_coding, shards)
+    except ReadingError as error:
+        raise ProvingError(f"sector {sector_metadata.sector_index}: {error}") from None
+    coefficients.flags.writeable = False
+    poly = Polynomial(coefficients)
     proof = shards.proofs[s].tobytes()
-    chunk = extended[s].tobytes()
-    poly = kzg.poly(np.ascontiguousarray(extended[0::2]))
+    # The winning chunk is stored encoded, so it is a known shard; recovery verified that all
+    # known shards are evaluations of the recovered polynomial.
+    chunk = shards.values[s].tobytes()
     chunk_witness = kzg.create_witness(poly, RECORD_NUM_S_BUCKETS, s)
     return Solution(
         public_key=public_key,

@@ -11,7 +11,9 @@ Used by farmers to serve pieces (:func:`read_piece`) and by proving
 
 Main API: ``read_piece(sector, sector_metadata, sector_id, piece_offset, erasure_coding,
 proofs_for_seed, contents_map=None) -> Piece`` (checks the stored piece checksum),
-``read_record``, ``record_chunk_locations``.  Errors: ``ReadingError`` / ``SectorError``.
+``read_record``, ``record_chunk_locations``; for proving ``read_record_shards`` +
+``recover_record_polynomial`` (the record polynomial's coefficients without evaluating it).
+Errors: ``ReadingError`` / ``SectorError``.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit
 
+from services.protocol import field
 from services.protocol.constants import (
     RECORD_NUM_CHUNKS,
     RECORD_NUM_S_BUCKETS,
@@ -153,6 +156,27 @@ def recover_extended_record(erasure_coding, shards: ExtendedRecordShards) -> np.
         raise ReadingError(f"record chunks cannot be recovered: {error}") from None
 
 
+def recover_record_polynomial(erasure_coding, shards: ExtendedRecordShards) -> np.ndarray:  # noqa: ANN001
+    """The record polynomial's 32 768 monomial coefficients as canonical ``(32768, 4)`` uint64
+    limbs (what ``Kzg.poly`` of the record's source chunks gives), straight from the known
+    chunks: no evaluation on the domain, no inverse DFT. Raises ReadingError."""
+    try:
+        limbs = field.bytes_to_limbs(shards.values)
+        return erasure_coding.recover_poly_limbs(limbs, shards.present)
+    except ValueError as error:
+        raise ReadingError(f"record chunks cannot be recovered: {error}") from None
+
+
+def recover_record(erasure_coding, shards: ExtendedRecordShards) -> np.ndarray:  # noqa: ANN001
+    """The record's 32 768 source chunks ``(32768, 32)`` uint8 from the known chunks (raises
+    ReadingError); evaluates the recovered polynomial on the source positions only."""
+    try:
+        limbs = field.bytes_to_limbs(shards.values)
+        return field.limbs_to_bytes(erasure_coding.recover_source_limbs(limbs, shards.present))
+    except ValueError as error:
+        raise ReadingError(f"record chunks cannot be recovered: {error}") from None
+
+
 def read_record_extended(
     sector: bytes | bytearray | memoryview | np.ndarray,
     sector_metadata: SectorMetadata,
@@ -177,10 +201,8 @@ def read_record(
     contents_map: SectorContentsMap | None = None,
 ) -> bytes:
     """The record (1 MiB: 32 768 source chunks) at ``piece_offset``."""
-    extended, _ = read_record_extended(
-        sector, sector_metadata, sector_id, piece_offset, erasure_coding, proofs_for_seed, contents_map
-    )
-    record = np.ascontiguousarray(extended[0::2]).tobytes()
+    shards = read_record_shards(sector, sector_metadata, sector_id, piece_offset, proofs_for_seed, contents_map)
+    record = recover_record(erasure_coding, shards).tobytes()
     assert len(record) == RECORD_SIZE
     return record
 

@@ -11,7 +11,7 @@ from shared_paths import require_vectors
 
 from services.protocol import field, ntt
 from services.protocol.constants import BLS12_381_R as R
-from services.protocol.erasure import ErasureCoding, ErasureError
+from services.protocol.erasure import ErasureCoding, ErasureError, _zero_poly
 
 
 @pytest.fixture(scope="module")
@@ -159,6 +159,11 @@ def test_full_record_round_trip():
     present = np.zeros(1 << 16, bool)
     present[rng.choice(1 << 16, 1 << 15, replace=False)] = True
     assert np.array_equal(ec.recover_array(full, present), full)
+    # the polynomial directly (what Kzg.poly of the source gives) and the source values only
+    known = field.bytes_to_limbs(np.where(present[:, None], full, 0))
+    source_limbs = field.bytes_to_limbs(source)
+    assert np.array_equal(ec.recover_poly_limbs(known, present), ntt.intt(source_limbs))
+    assert np.array_equal(ec.recover_source_limbs(known, present), source_limbs)
 
 
 def test_invalid_inputs():
@@ -177,3 +182,76 @@ def test_invalid_inputs():
         ErasureCoding(17)
     with pytest.raises(ErasureError, match="scale"):
         ErasureCoding(0)
+
+
+def python_zero_poly(roots: list[int]) -> list[int]:
+    coefficients = [1]
+    for root in roots:
+        shifted = [0] + coefficients
+        coefficients = [(shifted[i] - root * (coefficients[i] if i < len(coefficients) else 0)) % R for i in range(len(shifted))]
+    return coefficients
+
+
+@pytest.mark.parametrize("m", [1, 2, 8, 64])
+def test_zero_poly_matches_python(m):
+    rng = random.Random(m)
+    roots = [0] * (m // 4) + [rng.randrange(R) for _ in range(m - m // 4)]  # 0 pads the degree
+    assert field.to_ints(_zero_poly(field.from_ints(roots))) == python_zero_poly(roots)
+
+
+@pytest.mark.parametrize("dropped_count", [0, 3, 33, 64])
+def test_recover_poly_and_source(dropped_count):
+    """Erasure counts that are not powers of two (degree padded with X^k) included."""
+    rng = random.Random(10 + dropped_count)
+    ec = ErasureCoding(16)
+    source = random_scalars(rng, 64)
+    full = interleave(source, ec.extend(source))
+    present = np.ones(128, bool)
+    present[rng.sample(range(128), dropped_count)] = False
+    limbs = field.bytes_to_limbs(full)
+    limbs[~present] = 0
+    assert np.array_equal(ec.recover_poly_limbs(limbs, present), ntt.intt(field.bytes_to_limbs(source)))
+    assert np.array_equal(ec.recover_source_limbs(limbs, present), field.bytes_to_limbs(source))
+    batch = np.stack([limbs, limbs])
+    assert np.array_equal(ec.recover_poly_limbs(batch, present)[1], ntt.intt(field.bytes_to_limbs(source)))
+
+
+@pytest.mark.parametrize("dropped_count", [0, 1, 3, 5, 63])
+def test_any_corrupt_shard_detected_without_evaluation(dropped_count):
+    """With more than n shards, every corrupt present shard is caught by the degree check alone
+    (recover_poly_limbs never evaluates the result on the domain)."""
+    rng = random.Random(20 + dropped_count)
+    ec = ErasureCoding(8)
+    source = random_scalars(rng, 64)
+    limbs = field.bytes_to_limbs(interleave(source, ec.extend(source)))
+    present = np.ones(128, bool)
+    present[rng.sample(range(128), dropped_count)] = False
+    for corrupt in rng.sample(list(np.flatnonzero(present)), 4):
+        bad = limbs.copy()
+        bad[corrupt, 0] ^= 1
+        with pytest.raises(ErasureError, match="inconsistent"):
+            ec.recover_poly_limbs(bad, present)
+        with pytest.raises(ErasureError, match="inconsistent"):
+            ec.recover_limbs(bad, present)
+
+
+def test_threaded_recovery_equals_serial():
+    rng = np.random.default_rng(5)
+    ec = ErasureCoding(16)
+    source = np.zeros((1 << 13, 32), np.uint8)
+    source[:, 1:] = rng.integers(0, 256, size=(1 << 13, 31), dtype=np.uint8)
+    full = np.empty((1 << 14, 32), np.uint8)
+    full[0::2] = source
+    full[1::2] = ec.extend_array(source)
+    present = np.zeros(1 << 14, bool)
+    present[rng.choice(1 << 14, 1 << 13, replace=False)] = True
+    default = ntt._threads
+    try:
+        results = []
+        for count in (1, 2, 3):
+            ntt.set_threads(count)
+            results.append(ec.recover_array(full, present))
+    finally:
+        ntt.set_threads(default)
+    for result in results:
+        assert np.array_equal(result, full)

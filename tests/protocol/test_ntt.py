@@ -94,3 +94,32 @@ def test_bad_sizes_rejected(n):
 def test_bad_dtype_rejected():
     with pytest.raises(ValueError, match="uint64"):
         ntt.ntt(np.zeros((4, 4), np.int32))
+
+
+@pytest.fixture
+def threads():
+    """Set the transform thread count for one test, restoring the default afterwards."""
+    default = ntt._threads
+    yield ntt.set_threads
+    ntt.set_threads(default)
+
+
+@pytest.mark.parametrize("count", [1, 2, 3, 4])
+def test_threaded_transforms_equal_serial(threads, count):
+    rng = np.random.default_rng(count)
+    raw = rng.integers(0, 256, size=(3, 1 << 14, 32), dtype=np.uint8)
+    raw[..., 0] &= 0x3F
+    limbs = field.bytes_to_limbs(raw.reshape(-1, 32)).reshape(3, 1 << 14, 4)
+    threads(1)
+    single, batch = ntt.ntt(limbs[0]), ntt.ntt(limbs)
+    inverse = ntt.intt(limbs)
+    threads(count)
+    assert np.array_equal(ntt.ntt(limbs[0]), single)  # one transform split over the threads
+    assert np.array_equal(ntt.ntt(limbs), batch)  # rows split over the threads
+    assert np.array_equal(ntt.intt(limbs), inverse)
+    assert np.array_equal(batch[0], single)
+
+
+def test_set_threads_rejects_bad_count():
+    with pytest.raises(ValueError, match="thread count"):
+        ntt.set_threads(0)

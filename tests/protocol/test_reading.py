@@ -11,8 +11,10 @@ from services.protocol.reading import (
     ReadingError,
     read_piece,
     read_record,
+    read_record_extended,
     read_record_shards,
     record_chunk_locations,
+    recover_record_polynomial,
 )
 from services.protocol.sector import (
     SectorContentsMap,
@@ -67,6 +69,39 @@ def test_unmasked_shards_are_extended_record_values() -> None:
     even_present = np.flatnonzero(shards.present[0::2])
     assert even_present.size > 0
     assert np.array_equal(shards.values[0::2][even_present], record[even_present])
+
+
+def test_recovered_polynomial_and_extended_record_match_the_source() -> None:
+    """The proving path's shortcut (coefficients straight from the shards) equals the inverse
+    DFT of the record, and the full extended record is the record's erasure extension."""
+    from services.protocol import field, ntt
+
+    shim = build_shim_sector()
+    result = shim.result
+    sector_id = result.plotted_sector.sector_id
+    record = np.frombuffer(shim.pieces[result.plotted_sector.piece_indexes[1]][: 1 << 20], dtype=np.uint8)
+    record = record.reshape(32768, 32)
+    shards = read_record_shards(result.sector, result.metadata, sector_id, 1, shim_proofs_for_seed)
+    coefficients = recover_record_polynomial(shim.erasure, shards)
+    assert np.array_equal(coefficients, ntt.intt(field.bytes_to_limbs(record)))
+    extended, _ = read_record_extended(result.sector, result.metadata, sector_id, 1, shim.erasure, shim_proofs_for_seed)
+    assert np.array_equal(extended[0::2], record)
+    assert np.array_equal(extended[1::2], shim.erasure.extend_array(record))
+
+
+def test_non_canonical_chunk_is_rejected_by_recovery() -> None:
+    """A record holds exactly n of 2n chunks, so a flipped bit is not detectable by recovery
+    (the piece checksum catches it); an un-masked value >= r is."""
+    shim = build_shim_sector()
+    result = shim.result
+    sector_id = result.plotted_sector.sector_id
+    shards = read_record_shards(result.sector, result.metadata, sector_id, 0, shim_proofs_for_seed)
+    values = shards.values.copy()
+    s = int(np.flatnonzero(shards.present)[5])
+    values[s] = 0xFF
+    corrupt = type(shards)(values, shards.present, shards.encoded, shards.proofs_found, shards.proofs)
+    with pytest.raises(ReadingError, match="cannot be recovered"):
+        recover_record_polynomial(shim.erasure, corrupt)
 
 
 def test_corrupt_contents_map_is_rejected() -> None:
