@@ -144,6 +144,34 @@ def _horner(coeffs, x, out):
     _store(out, 0, acc)
 
 
+MSM_SPLIT_MIN_POINTS = 4096
+
+
+def _msm_threads() -> int:
+    """Threads for one large MSM: ``AUTONOMYS_MSM_THREADS`` or the CPU count (at most 8)."""
+    value = os.environ.get("AUTONOMYS_MSM_THREADS")
+    if value is not None:
+        try:
+            return max(1, int(value))
+        except ValueError:
+            raise KzgError(f"AUTONOMYS_MSM_THREADS must be an integer, got {value!r}") from None
+    return max(1, min(8, os.cpu_count() or 1))
+
+
+def _msm_parts(m: int) -> int:
+    return 1 if m < MSM_SPLIT_MIN_POINTS else min(_msm_threads(), m // (MSM_SPLIT_MIN_POINTS // 2))
+
+
+@functools.lru_cache(maxsize=1)
+def _msm_pool():
+    from concurrent.futures import ThreadPoolExecutor
+
+    return ThreadPoolExecutor(max_workers=_msm_threads(), thread_name_prefix="kzg-msm")
+
+
+os.register_at_fork(after_in_child=_msm_pool.cache_clear)  # a forked child gets a fresh pool
+
+
 def _scalars_from_limbs(limbs: np.ndarray) -> list[Scalar]:
     raw = np.ascontiguousarray(limbs).tobytes()
     from_le = Scalar.from_le_bytes
@@ -338,7 +366,18 @@ class Kzg:
             raise KzgError(f"polynomial has {m} coefficients, setup {self.source} supports {len(self._g1)}")
         if m == 0:
             return G1Point.identity()
-        return G1Point.multiexp_unchecked(self._g1[:m], _scalars_from_limbs(limbs))
+        scalars = _scalars_from_limbs(limbs)
+        parts = _msm_parts(m)
+        if parts == 1:
+            return G1Point.multiexp_unchecked(self._g1[:m], scalars)
+        # arkworks' MSM is single-threaded but releases the GIL: split the sum across threads.
+        step = -(-m // parts)
+        chunks = [(self._g1[i : i + step], scalars[i : i + step]) for i in range(0, m, step)]
+        partial = list(_msm_pool().map(lambda c: G1Point.multiexp_unchecked(*c), chunks))
+        total = partial[0]
+        for point in partial[1:]:
+            total = total + point
+        return total
 
     def commit(self, poly: Polynomial) -> bytes:
         """48-byte compressed commitment ``sum c_k [tau^k]G1``."""
