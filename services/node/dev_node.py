@@ -45,7 +45,7 @@ from services.node.rpc_types import (
 from services.protocol.sr25519.schnorrkel import verify as sr25519_verify
 from services.protocol.constants import NUM_PIECES, REWARD_SIGNING_CONTEXT
 from services.protocol.hashes import blake3_hash_list
-from services.protocol.pieces import U64_MAX
+from services.protocol.validation import U64_MAX
 from services.protocol.segments import SegmentHeader
 
 NODE_ERROR_CODE = 9001  # SUBSPACE_ERROR + 1

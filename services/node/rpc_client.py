@@ -29,7 +29,8 @@ from services.node.rpc_types import (
     SolutionResponse,
     json_uint,
 )
-from services.protocol.pieces import U64_MAX, Piece
+from services.protocol.pieces import Piece
+from services.protocol.validation import U64_MAX
 from services.protocol.segments import SegmentHeader
 
 T = TypeVar("T")

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from services.node.multiaddr import multiaddr_from_bytes, multiaddr_to_bytes
 from services.protocol.hashes import HASH_SIZE
-from services.protocol.pieces import U64_MAX, hex_to_bytes
+from services.protocol.pieces import hex_to_bytes
 from services.protocol.scale import (
     ScaleReader,
     decode_all,
@@ -20,34 +20,16 @@ from services.protocol.scale import (
     encode_bytes,
     encode_fixed,
     encode_option,
-    encode_u16,
     encode_u32,
     encode_u64,
     encode_vec,
 )
+from services.protocol.sector import FarmerProtocolInfo  # one definition: spec 03 section 1
 from services.protocol.solution import Solution
+from services.protocol.validation import U64_MAX, check_uint, json_field
 
-U16_MAX = (1 << 16) - 1
-U32_MAX = (1 << 32) - 1
 PUBLIC_KEY_SIZE = 32
 SIGNATURE_SIZE = 64
-
-
-def json_uint(value: object, maximum: int, name: str) -> int:
-    """An integer JSON field (serde rejects bools, floats and strings for integers)."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f"{name} must be an integer, got {type(value).__name__} {value!r:.40}")
-    if not 0 <= value <= maximum:
-        raise ValueError(f"{name} out of range: {value} (allowed 0..={maximum})")
-    return value
-
-
-def json_field(obj: object, key: str, where: str) -> object:
-    if not isinstance(obj, dict):
-        raise ValueError(f"{where} must be a JSON object, got {type(obj).__name__}")
-    if key not in obj:
-        raise ValueError(f"{where}: missing field {key!r}")
-    return obj[key]
 
 
 def _check_bytes(value: object, size: int, name: str) -> None:
@@ -64,10 +46,10 @@ class SlotInfo:
     voting_solution_range: int
 
     def __post_init__(self) -> None:
-        json_uint(self.slot_number, U64_MAX, "slotNumber")
+        check_uint(self.slot_number, U64_MAX, "slotNumber")
         _check_bytes(self.global_challenge, HASH_SIZE, "globalChallenge")
-        json_uint(self.solution_range, U64_MAX, "solutionRange")
-        json_uint(self.voting_solution_range, U64_MAX, "votingSolutionRange")
+        check_uint(self.solution_range, U64_MAX, "solutionRange")
+        check_uint(self.voting_solution_range, U64_MAX, "votingSolutionRange")
 
     def to_json(self) -> dict:
         return {
@@ -81,10 +63,10 @@ class SlotInfo:
     def from_json(cls, value: object) -> SlotInfo:
         w = "SlotInfo"
         return cls(
-            json_uint(json_field(value, "slotNumber", w), U64_MAX, "slotNumber"),
+            check_uint(json_field(value, "slotNumber", w), U64_MAX, "slotNumber"),
             hex_to_bytes(json_field(value, "globalChallenge", w), HASH_SIZE, "globalChallenge"),
-            json_uint(json_field(value, "solutionRange", w), U64_MAX, "solutionRange"),
-            json_uint(json_field(value, "votingSolutionRange", w), U64_MAX, "votingSolutionRange"),
+            check_uint(json_field(value, "solutionRange", w), U64_MAX, "solutionRange"),
+            check_uint(json_field(value, "votingSolutionRange", w), U64_MAX, "votingSolutionRange"),
         )
 
     def to_scale(self) -> bytes:
@@ -110,7 +92,7 @@ class SolutionResponse:
     solution: Solution
 
     def __post_init__(self) -> None:
-        json_uint(self.slot_number, U64_MAX, "slotNumber")
+        check_uint(self.slot_number, U64_MAX, "slotNumber")
         if not isinstance(self.solution, Solution):
             raise ValueError(f"solution must be a Solution, got {type(self.solution).__name__}")
 
@@ -120,7 +102,7 @@ class SolutionResponse:
     @classmethod
     def from_json(cls, value: object) -> SolutionResponse:
         w = "SolutionResponse"
-        slot = json_uint(json_field(value, "slotNumber", w), U64_MAX, "slotNumber")
+        slot = check_uint(json_field(value, "slotNumber", w), U64_MAX, "slotNumber")
         return cls(slot, Solution.from_json(json_field(value, "solution", w)))
 
     def to_scale(self) -> bytes:
@@ -204,68 +186,6 @@ class RewardSignatureResponse:
 
 
 @dataclass(frozen=True)
-class FarmerProtocolInfo:
-    history_size: int
-    max_pieces_in_sector: int
-    recent_segments: int
-    recent_history_fraction: tuple[int, int]
-    min_sector_lifetime: int
-
-    def __post_init__(self) -> None:
-        json_uint(self.history_size, U64_MAX, "historySize")
-        if self.history_size == 0:
-            raise ValueError("historySize must be non-zero")
-        json_uint(self.max_pieces_in_sector, U16_MAX, "maxPiecesInSector")
-        json_uint(self.recent_segments, U64_MAX, "recentSegments")
-        if len(self.recent_history_fraction) != 2:
-            raise ValueError(f"recentHistoryFraction must have 2 numbers, got {self.recent_history_fraction!r}")
-        for part in self.recent_history_fraction:
-            json_uint(part, U64_MAX, "recentHistoryFraction")
-        json_uint(self.min_sector_lifetime, U64_MAX, "minSectorLifetime")
-
-    def to_json(self) -> dict:
-        return {
-            "historySize": self.history_size,
-            "maxPiecesInSector": self.max_pieces_in_sector,
-            "recentSegments": self.recent_segments,
-            "recentHistoryFraction": list(self.recent_history_fraction),
-            "minSectorLifetime": self.min_sector_lifetime,
-        }
-
-    @classmethod
-    def from_json(cls, value: object) -> FarmerProtocolInfo:
-        w = "FarmerProtocolInfo"
-        frac = json_field(value, "recentHistoryFraction", w)
-        if not isinstance(frac, list) or len(frac) != 2:
-            raise ValueError(f"recentHistoryFraction must be a 2-element array, got {frac!r:.60}")
-        return cls(
-            json_uint(json_field(value, "historySize", w), U64_MAX, "historySize"),
-            json_uint(json_field(value, "maxPiecesInSector", w), U16_MAX, "maxPiecesInSector"),
-            json_uint(json_field(value, "recentSegments", w), U64_MAX, "recentSegments"),
-            (json_uint(frac[0], U64_MAX, "recentHistoryFraction[0]"), json_uint(frac[1], U64_MAX, "recentHistoryFraction[1]")),
-            json_uint(json_field(value, "minSectorLifetime", w), U64_MAX, "minSectorLifetime"),
-        )
-
-    def to_scale(self) -> bytes:
-        return (
-            encode_u64(self.history_size)
-            + encode_u16(self.max_pieces_in_sector)
-            + encode_u64(self.recent_segments)
-            + encode_u64(self.recent_history_fraction[0])
-            + encode_u64(self.recent_history_fraction[1])
-            + encode_u64(self.min_sector_lifetime)
-        )
-
-    @classmethod
-    def decode(cls, r: ScaleReader) -> FarmerProtocolInfo:
-        history_size = r.u64("history size")
-        max_pieces = r.u16("max pieces in sector")
-        recent = r.u64("recent segments")
-        frac = (r.u64("recent history fraction numerator"), r.u64("recent history fraction denominator"))
-        return cls(history_size, max_pieces, recent, frac, r.u64("min sector lifetime"))
-
-
-@dataclass(frozen=True)
 class FarmerAppInfo:
     genesis_hash: bytes
     dsn_bootstrap_nodes: tuple[str, ...]
@@ -277,7 +197,7 @@ class FarmerAppInfo:
         _check_bytes(self.genesis_hash, HASH_SIZE, "genesisHash")
         if not isinstance(self.syncing, bool):
             raise ValueError(f"syncing must be a bool, got {self.syncing!r}")
-        json_uint(self.farming_timeout_ms, U64_MAX, "farmingTimeout")
+        check_uint(self.farming_timeout_ms, U64_MAX, "farmingTimeout")
 
     def to_json(self) -> dict:
         secs, ms = divmod(self.farming_timeout_ms, 1000)
@@ -299,8 +219,8 @@ class FarmerAppInfo:
         if not isinstance(syncing, bool):
             raise ValueError(f"syncing must be a bool, got {syncing!r:.40}")
         timeout = json_field(value, "farmingTimeout", w)
-        secs = json_uint(json_field(timeout, "secs", "farmingTimeout"), U64_MAX, "farmingTimeout.secs")
-        nanos = json_uint(json_field(timeout, "nanos", "farmingTimeout"), 999_999_999, "farmingTimeout.nanos")
+        secs = check_uint(json_field(timeout, "secs", "farmingTimeout"), U64_MAX, "farmingTimeout.secs")
+        nanos = check_uint(json_field(timeout, "nanos", "farmingTimeout"), 999_999_999, "farmingTimeout.nanos")
         return cls(
             hex_to_bytes(json_field(value, "genesisHash", w), HASH_SIZE, "genesisHash"),
             tuple(nodes),

@@ -25,21 +25,12 @@ from services.protocol.constants import (
     WITNESS_SIZE,
 )
 from services.protocol.scale import ScaleReader, decode_all, encode_bytes
+from services.protocol.validation import U16_MAX, U64_MAX, check_uint
 
-U64_MAX = (1 << 64) - 1
-U16_MAX = (1 << 16) - 1
 
 # Erasure coding rate (1, 2): one source piece for every two pieces.
 _RATE_NUMERATOR = 1
 _RATE_DENOMINATOR = 2
-
-
-def _check_uint(value: int, maximum: int, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f"{name} must be an int, got {type(value).__name__} {value!r}")
-    if not 0 <= value <= maximum:
-        raise ValueError(f"{name} out of range: {value} (allowed 0..={maximum})")
-    return value
 
 
 # --------------------------------------------------------------------------------------------
@@ -176,7 +167,7 @@ def record_chunks(record: bytes | bytearray | memoryview) -> list[bytes]:
 
 
 def piece_index_to_bytes(piece_index: int) -> bytes:
-    return _check_uint(piece_index, U64_MAX, "piece index").to_bytes(8, "little")
+    return check_uint(piece_index, U64_MAX, "piece index").to_bytes(8, "little")
 
 
 def piece_index_from_bytes(data: bytes) -> int:
@@ -187,17 +178,17 @@ def piece_index_from_bytes(data: bytes) -> int:
 
 def piece_segment_index(piece_index: int) -> int:
     """Segment a piece belongs to."""
-    return _check_uint(piece_index, U64_MAX, "piece index") // NUM_PIECES
+    return check_uint(piece_index, U64_MAX, "piece index") // NUM_PIECES
 
 
 def piece_position(piece_index: int) -> int:
     """Position of a piece inside its segment (0..255)."""
-    return _check_uint(piece_index, U64_MAX, "piece index") % NUM_PIECES
+    return check_uint(piece_index, U64_MAX, "piece index") % NUM_PIECES
 
 
 def is_source_piece(piece_index: int) -> bool:
     """Source and parity pieces are interleaved, source first (even indices are source)."""
-    return _check_uint(piece_index, U64_MAX, "piece index") % _RATE_DENOMINATOR == 0
+    return check_uint(piece_index, U64_MAX, "piece index") % _RATE_DENOMINATOR == 0
 
 
 def source_position(piece_index: int) -> int:
@@ -210,7 +201,7 @@ def source_position(piece_index: int) -> int:
 
 def piece_index_from_source_position(source_pos: int, segment_index: int) -> int:
     """Piece index of source record ``source_pos`` of segment ``segment_index``."""
-    _check_uint(source_pos, NUM_RAW_RECORDS - 1, "source position")
+    check_uint(source_pos, NUM_RAW_RECORDS - 1, "source position")
     first = segment_first_piece_index(segment_index)
     return first + source_pos // _RATE_NUMERATOR * _RATE_DENOMINATOR + source_pos % _RATE_NUMERATOR
 
@@ -220,15 +211,15 @@ def piece_index_from_source_position(source_pos: int, segment_index: int) -> int
 
 
 def piece_offset_to_bytes(piece_offset: int) -> bytes:
-    return _check_uint(piece_offset, U16_MAX, "piece offset").to_bytes(2, "little")
+    return check_uint(piece_offset, U16_MAX, "piece offset").to_bytes(2, "little")
 
 
 def segment_index_to_bytes(segment_index: int) -> bytes:
-    return _check_uint(segment_index, U64_MAX, "segment index").to_bytes(8, "little")
+    return check_uint(segment_index, U64_MAX, "segment index").to_bytes(8, "little")
 
 
 def segment_first_piece_index(segment_index: int) -> int:
-    index = _check_uint(segment_index, U64_MAX // NUM_PIECES, "segment index")
+    index = check_uint(segment_index, U64_MAX // NUM_PIECES, "segment index")
     return index * NUM_PIECES
 
 
@@ -250,14 +241,14 @@ class HistorySize:
     value: int
 
     def __post_init__(self) -> None:
-        _check_uint(self.value, U64_MAX, "history size")
+        check_uint(self.value, U64_MAX, "history size")
         if self.value == 0:
             raise ValueError("history size must be non-zero")
 
     @classmethod
     def from_segment_index(cls, segment_index: int) -> HistorySize:
         """History that ends with segment ``segment_index`` (``segment_index + 1`` segments)."""
-        return cls(_check_uint(segment_index, U64_MAX - 1, "segment index") + 1)
+        return cls(check_uint(segment_index, U64_MAX - 1, "segment index") + 1)
 
     def in_pieces(self) -> int:
         pieces = self.value * NUM_PIECES
@@ -274,7 +265,7 @@ class HistorySize:
 
         ``None`` on u64 overflow (the reference's ``checked_add``).
         """
-        total = self.value + _check_uint(min_sector_lifetime, U64_MAX, "min sector lifetime")
+        total = self.value + check_uint(min_sector_lifetime, U64_MAX, "min sector lifetime")
         return HistorySize(total) if total <= U64_MAX else None
 
     def to_bytes(self) -> bytes:

@@ -58,9 +58,8 @@ from services.protocol.scale import (
     encode_u64,
     encode_vec,
 )
+from services.protocol.validation import U16_MAX, U64_MAX, check_uint
 
-U16_MAX = (1 << 16) - 1
-U64_MAX = (1 << 64) - 1
 PUBLIC_KEY_SIZE = 32
 SECTOR_ID_SIZE = 32
 
@@ -81,17 +80,8 @@ class SectorError(ValueError):
     """Malformed or inconsistent sector data (bad size, checksum mismatch, bad bitfield...)."""
 
 
-def _check_uint(value: int, maximum: int, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise ValueError(f"{name} must be an int, got {type(value).__name__} {value!r}")
-    value = int(value)
-    if not 0 <= value <= maximum:
-        raise ValueError(f"{name} out of range: {value} (allowed 0..={maximum})")
-    return value
-
-
 def _check_history_size(history_size: int) -> int:
-    value = _check_uint(int(history_size), U64_MAX, "history size")
+    value = check_uint(int(history_size), U64_MAX, "history size")
     if value == 0:
         raise ValueError("history size must be non-zero")
     return value
@@ -104,7 +94,7 @@ def _check_bytes(data: bytes | bytearray | memoryview, size: int, name: str) -> 
 
 
 def _check_pieces_in_sector(pieces_in_sector: int) -> int:
-    n = _check_uint(pieces_in_sector, U16_MAX, "pieces in sector")
+    n = check_uint(pieces_in_sector, U16_MAX, "pieces in sector")
     if n == 0:
         raise ValueError("pieces in sector must be at least 1")
     return n
@@ -126,7 +116,7 @@ class FarmerProtocolInfo:
 
     def __post_init__(self) -> None:
         _check_history_size(self.history_size)
-        _check_uint(self.max_pieces_in_sector, U16_MAX, "max pieces in sector")
+        check_uint(self.max_pieces_in_sector, U16_MAX, "max pieces in sector")
         _check_history_size(self.recent_segments)
         if len(self.recent_history_fraction) != 2:
             raise ValueError(f"recent history fraction must be a pair, got {self.recent_history_fraction!r}")
@@ -211,7 +201,7 @@ def derive_sector_id(public_key: bytes, sector_index: int, history_size: int) ->
 def derive_sector_id_from_key_hash(public_key_hash: bytes, sector_index: int, history_size: int) -> bytes:
     """Like :func:`derive_sector_id` given ``blake3(public_key)`` already."""
     key = _check_bytes(public_key_hash, HASH_SIZE, "public key hash")
-    index = _check_uint(sector_index, U16_MAX, "sector index")
+    index = check_uint(sector_index, U16_MAX, "sector index")
     size = _check_history_size(history_size)
     return blake3_hash_list_with_key(key, [index.to_bytes(2, "little"), size.to_bytes(8, "little")])
 
@@ -226,9 +216,9 @@ def derive_piece_index(
 ) -> int:
     """History piece stored at ``piece_offset`` of the sector (spec 03 section 3)."""
     sector_id = _check_bytes(sector_id, SECTOR_ID_SIZE, "sector id")
-    offset = _check_uint(piece_offset, U16_MAX, "piece offset")
+    offset = check_uint(piece_offset, U16_MAX, "piece offset")
     size = _check_history_size(history_size)
-    max_pieces = _check_uint(max_pieces_in_sector, U16_MAX, "max pieces in sector")
+    max_pieces = check_uint(max_pieces_in_sector, U16_MAX, "max pieces in sector")
     recent = _check_history_size(recent_segments)
     frac_num = _check_history_size(recent_history_fraction[0])
     frac_den = _check_history_size(recent_history_fraction[1])
@@ -274,7 +264,7 @@ def derive_piece_indexes(
 
 def expiration_check_history_size(history_size: int, min_sector_lifetime: int) -> int | None:
     """``history_size + min_sector_lifetime`` (None on u64 overflow)."""
-    total = _check_history_size(history_size) + _check_uint(min_sector_lifetime, U64_MAX, "min sector lifetime")
+    total = _check_history_size(history_size) + check_uint(min_sector_lifetime, U64_MAX, "min sector lifetime")
     return total if total <= U64_MAX else None
 
 
@@ -291,7 +281,7 @@ def derive_expiration_history_size(
     sector_id = _check_bytes(sector_id, SECTOR_ID_SIZE, "sector id")
     commitment = _check_bytes(expiration_check_segment_commitment, COMMITMENT_SIZE, "segment commitment")
     size = _check_history_size(history_size)
-    lifetime = _check_uint(min_sector_lifetime, U64_MAX, "min sector lifetime")
+    lifetime = check_uint(min_sector_lifetime, U64_MAX, "min sector lifetime")
     check_history_size = expiration_check_history_size(size, lifetime)
     if check_history_size is None:
         return None
@@ -325,7 +315,7 @@ def should_replot_sector(expiration_history_size: int, latest_segment_index: int
 def derive_evaluation_seed(sector_id: bytes, piece_offset: int) -> bytes:
     """PoS seed of the record at ``piece_offset``: ``blake3(sector_id ‖ u16_le(piece_offset))``."""
     sector_id = _check_bytes(sector_id, SECTOR_ID_SIZE, "sector id")
-    offset = _check_uint(piece_offset, U16_MAX, "piece offset")
+    offset = check_uint(piece_offset, U16_MAX, "piece offset")
     return blake3_hash_list([sector_id, offset.to_bytes(2, "little")])
 
 
@@ -356,7 +346,7 @@ def sector_size(pieces_in_sector: int) -> int:
 def record_metadata_offset(pieces_in_sector: int, piece_offset: int) -> int:
     """Byte offset inside the sector of record ``piece_offset``'s metadata."""
     n = _check_pieces_in_sector(pieces_in_sector)
-    offset = _check_uint(piece_offset, n - 1, "piece offset")
+    offset = check_uint(piece_offset, n - 1, "piece offset")
     return sector_contents_map_size(n) + sector_record_chunks_size(n) + offset * RECORD_METADATA_SIZE
 
 
@@ -481,7 +471,7 @@ class SectorContentsMap:
 
     def encoded_count(self, piece_offset: int) -> int:
         """Number of encoded chunks ``E`` of a record."""
-        return int(self._encoded_counts[_check_uint(piece_offset, self.pieces_in_sector - 1, "piece offset")])
+        return int(self._encoded_counts[check_uint(piece_offset, self.pieces_in_sector - 1, "piece offset")])
 
     def encoded_counts(self) -> np.ndarray:
         return self._encoded_counts.copy()
@@ -513,7 +503,7 @@ class SectorContentsMap:
 
     def record_encoded_mask(self, piece_offset: int) -> np.ndarray:
         """Boolean array of 65 536: True where the record's chunk is encoded."""
-        p = _check_uint(piece_offset, self.pieces_in_sector - 1, "piece offset")
+        p = check_uint(piece_offset, self.pieces_in_sector - 1, "piece offset")
         return np.unpackbits(self.bits[p], bitorder="little").astype(bool)
 
     def record_chunk_slots(self, piece_offset: int) -> tuple[np.ndarray, np.ndarray]:
@@ -531,7 +521,7 @@ class SectorContentsMap:
 
     def s_bucket_records(self, s_bucket: int) -> list[tuple[int, bool]]:
         """Records with a chunk in ``s_bucket`` in ascending piece offset: ``(offset, encoded)``."""
-        s = _check_uint(s_bucket, RECORD_NUM_S_BUCKETS - 1, "s-bucket")
+        s = check_uint(s_bucket, RECORD_NUM_S_BUCKETS - 1, "s-bucket")
         byte_index, bit = divmod(s, 8)
         encoded = ((self.bits[:, byte_index] >> bit) & 1).astype(bool)
         set_before = _POPCOUNT[self.bits[:, :byte_index]].sum(axis=1)
@@ -592,7 +582,7 @@ class SectorMetadata:
     history_size: int
 
     def __post_init__(self) -> None:
-        _check_uint(self.sector_index, U16_MAX, "sector index")
+        check_uint(self.sector_index, U16_MAX, "sector index")
         _check_pieces_in_sector(self.pieces_in_sector)
         _check_history_size(self.history_size)
         sizes = np.asarray(self.s_bucket_sizes)
@@ -631,7 +621,7 @@ class SectorMetadata:
 
     def s_bucket_byte_range(self, s_bucket: int) -> tuple[int, int]:
         """``(offset, size)`` in bytes, inside the sector, of the chunks of ``s_bucket``."""
-        s = _check_uint(s_bucket, RECORD_NUM_S_BUCKETS - 1, "s-bucket")
+        s = check_uint(s_bucket, RECORD_NUM_S_BUCKETS - 1, "s-bucket")
         chunks_before = int(self.s_bucket_offsets()[s])
         offset = sector_contents_map_size(self.pieces_in_sector) + SCALAR_FULL_BYTES * chunks_before
         return offset, SCALAR_FULL_BYTES * int(self.s_bucket_sizes[s])
@@ -699,8 +689,8 @@ class PlottedSector:
 
     def __post_init__(self) -> None:
         _check_bytes(self.sector_id, SECTOR_ID_SIZE, "sector id")
-        _check_uint(self.sector_index, U16_MAX, "sector index")
-        object.__setattr__(self, "piece_indexes", tuple(_check_uint(i, U64_MAX, "piece index") for i in self.piece_indexes))
+        check_uint(self.sector_index, U16_MAX, "sector index")
+        object.__setattr__(self, "piece_indexes", tuple(check_uint(i, U64_MAX, "piece index") for i in self.piece_indexes))
 
     def to_scale(self) -> bytes:
         return b"".join(
@@ -735,23 +725,23 @@ def _round_up(value: int, multiple: int) -> int:
 
 def plot_sector_offset(sector_index: int, pieces_in_sector: int) -> int:
     """Byte offset of sector ``sector_index`` inside ``plot.bin``."""
-    return _check_uint(sector_index, U16_MAX, "sector index") * sector_size(pieces_in_sector)
+    return check_uint(sector_index, U16_MAX, "sector index") * sector_size(pieces_in_sector)
 
 
 def plot_file_size(target_sector_count: int, pieces_in_sector: int) -> int:
     """Preallocated size of ``plot.bin`` (rounded up to 4096)."""
-    count = _check_uint(target_sector_count, U16_MAX + 1, "target sector count")
+    count = check_uint(target_sector_count, U16_MAX + 1, "target sector count")
     return _round_up(count * sector_size(pieces_in_sector), PLOT_FILE_ALIGNMENT)
 
 
 def metadata_entry_offset(sector_index: int) -> int:
     """Byte offset of sector ``sector_index``'s ``SectorMetadataChecksummed`` in ``metadata.bin``."""
-    index = _check_uint(sector_index, U16_MAX, "sector index")
+    index = check_uint(sector_index, U16_MAX, "sector index")
     return PLOT_METADATA_RESERVED_SIZE + index * SECTOR_METADATA_CHECKSUMMED_SIZE
 
 
 def metadata_file_size(target_sector_count: int) -> int:
-    count = _check_uint(target_sector_count, U16_MAX + 1, "target sector count")
+    count = check_uint(target_sector_count, U16_MAX + 1, "target sector count")
     return _round_up(PLOT_METADATA_RESERVED_SIZE + count * SECTOR_METADATA_CHECKSUMMED_SIZE, PLOT_FILE_ALIGNMENT)
 
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from services.protocol.constants import COMMITMENT_SIZE
 from services.protocol.hashes import HASH_SIZE, blake3_hash
-from services.protocol.pieces import U64_MAX, hex_to_bytes
+from services.protocol.pieces import hex_to_bytes
 from services.protocol.scale import (
     ScaleError,
     ScaleReader,
@@ -22,26 +22,11 @@ from services.protocol.scale import (
     encode_u32,
     encode_u64,
 )
+from services.protocol.validation import U32_MAX, U64_MAX, check_uint, json_field
 
-U32_MAX = (1 << 32) - 1
 # SCALE sizes: 1 + 8 + 48 + 32 + 4 + 1 (+ 4 for Partial).
 SEGMENT_HEADER_SIZE_COMPLETE = 94
 SEGMENT_HEADER_SIZE_PARTIAL = 98
-
-
-def _json_uint(value: object, maximum: int, name: str) -> int:
-    # serde_json only accepts integer numbers for integer fields (no bools, floats or strings).
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f"{name} must be an integer, got {type(value).__name__} {value!r}")
-    if not 0 <= value <= maximum:
-        raise ValueError(f"{name} out of range: {value} (allowed 0..={maximum})")
-    return value
-
-
-def _json_field(obj: dict, key: str, where: str) -> object:
-    if key not in obj:
-        raise ValueError(f"{where}: missing field {key!r}")
-    return obj[key]
 
 
 def _json_single_key_map(value: object, where: str) -> tuple[str, object]:
@@ -59,7 +44,7 @@ class ArchivedBlockProgress:
 
     def __post_init__(self) -> None:
         if self.partial_bytes is not None:
-            _json_uint(self.partial_bytes, U32_MAX, "archived progress partial bytes")
+            check_uint(self.partial_bytes, U32_MAX, "archived progress partial bytes")
 
     @classmethod
     def complete(cls) -> ArchivedBlockProgress:
@@ -95,7 +80,7 @@ class ArchivedBlockProgress:
             raise ValueError(f"unknown archivedProgress variant {value!r} (expected 'complete' or 'partial')")
         key, inner = _json_single_key_map(value, "archivedProgress")
         if key == "partial":
-            return cls(_json_uint(inner, U32_MAX, "archivedProgress.partial"))
+            return cls(check_uint(inner, U32_MAX, "archivedProgress.partial"))
         if key == "complete" and inner is None:  # serde also accepts a unit variant as {"complete": null}
             return cls(None)
         raise ValueError(f"unknown archivedProgress variant {key!r} with value {inner!r:.40}")
@@ -109,7 +94,7 @@ class LastArchivedBlock:
     archived_progress: ArchivedBlockProgress
 
     def __post_init__(self) -> None:
-        _json_uint(self.number, U32_MAX, "last archived block number")
+        check_uint(self.number, U32_MAX, "last archived block number")
         if not isinstance(self.archived_progress, ArchivedBlockProgress):
             raise ValueError(f"archived_progress must be an ArchivedBlockProgress, got {self.archived_progress!r}")
 
@@ -128,8 +113,8 @@ class LastArchivedBlock:
     def from_json(cls, value: object) -> LastArchivedBlock:
         if not isinstance(value, dict):
             raise ValueError(f"lastArchivedBlock must be an object, got {value!r:.80}")
-        number = _json_uint(_json_field(value, "number", "lastArchivedBlock"), U32_MAX, "lastArchivedBlock.number")
-        progress = ArchivedBlockProgress.from_json(_json_field(value, "archivedProgress", "lastArchivedBlock"))
+        number = check_uint(json_field(value, "number", "lastArchivedBlock"), U32_MAX, "lastArchivedBlock.number")
+        progress = ArchivedBlockProgress.from_json(json_field(value, "archivedProgress", "lastArchivedBlock"))
         return cls(number, progress)
 
 
@@ -143,7 +128,7 @@ class SegmentHeader:
     last_archived_block: LastArchivedBlock
 
     def __post_init__(self) -> None:
-        _json_uint(self.segment_index, U64_MAX, "segment index")
+        check_uint(self.segment_index, U64_MAX, "segment index")
         for name, size in (("segment_commitment", COMMITMENT_SIZE), ("prev_segment_header_hash", HASH_SIZE)):
             value = getattr(self, name)
             if not isinstance(value, bytes):
@@ -204,14 +189,14 @@ class SegmentHeader:
             raise ValueError(f"SegmentHeader.v0 must be an object, got {inner!r:.80}")
         where = "SegmentHeader.v0"
         return cls(
-            segment_index=_json_uint(_json_field(inner, "segmentIndex", where), U64_MAX, "segmentIndex"),
+            segment_index=check_uint(json_field(inner, "segmentIndex", where), U64_MAX, "segmentIndex"),
             segment_commitment=hex_to_bytes(
-                _json_field(inner, "segmentCommitment", where), COMMITMENT_SIZE, "segmentCommitment"
+                json_field(inner, "segmentCommitment", where), COMMITMENT_SIZE, "segmentCommitment"
             ),
             prev_segment_header_hash=hex_to_bytes(
-                _json_field(inner, "prevSegmentHeaderHash", where), HASH_SIZE, "prevSegmentHeaderHash"
+                json_field(inner, "prevSegmentHeaderHash", where), HASH_SIZE, "prevSegmentHeaderHash"
             ),
-            last_archived_block=LastArchivedBlock.from_json(_json_field(inner, "lastArchivedBlock", where)),
+            last_archived_block=LastArchivedBlock.from_json(json_field(inner, "lastArchivedBlock", where)),
         )
 
 

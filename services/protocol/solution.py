@@ -20,12 +20,11 @@ from services.protocol.constants import (
 )
 from services.protocol.pieces import hex_to_bytes
 from services.protocol.scale import ScaleReader, decode_all, encode_u16, encode_u64
+from services.protocol.validation import U16_MAX, U64_MAX, check_uint
 
 PUBLIC_KEY_SIZE = 32
 SOLUTION_SIZE = 32 + 32 + 2 + 8 + 2 + COMMITMENT_SIZE + WITNESS_SIZE + SCALAR_FULL_BYTES + WITNESS_SIZE + POS_PROOF_SIZE
 
-U16_MAX = (1 << 16) - 1
-U64_MAX = (1 << 64) - 1
 
 # (field, size) for the fixed-size byte fields, in SCALE order where they occur
 _BYTE_FIELDS = {
@@ -37,14 +36,6 @@ _BYTE_FIELDS = {
     "chunk_witness": WITNESS_SIZE,
     "proof_of_space": POS_PROOF_SIZE,
 }
-
-
-def _check_uint(value: object, maximum: int, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f"{name} must be an int, got {type(value).__name__} {value!r}")
-    if not 0 <= value <= maximum:
-        raise ValueError(f"{name} out of range: {value} (allowed 0..={maximum})")
-    return value
 
 
 @dataclass(frozen=True)
@@ -70,11 +61,11 @@ class Solution:
             if len(value) != size:
                 raise ValueError(f"solution {name} must be {size} bytes, got {len(value)}")
             object.__setattr__(self, name, bytes(value))
-        _check_uint(self.sector_index, U16_MAX, "solution sector_index")
-        _check_uint(self.history_size, U64_MAX, "solution history_size")
+        check_uint(self.sector_index, U16_MAX, "solution sector_index")
+        check_uint(self.history_size, U64_MAX, "solution history_size")
         if self.history_size == 0:
             raise ValueError("solution history_size must be non-zero")
-        _check_uint(self.piece_offset, U16_MAX, "solution piece_offset")
+        check_uint(self.piece_offset, U16_MAX, "solution piece_offset")
 
     # SCALE: fields in struct order, all fixed size (412 bytes).
     def to_scale(self) -> bytes:
@@ -149,9 +140,9 @@ class Solution:
         return cls(
             public_key=hex_to_bytes(value["publicKey"], PUBLIC_KEY_SIZE, "publicKey"),
             reward_address=hex_to_bytes(value["rewardAddress"], PUBLIC_KEY_SIZE, "rewardAddress"),
-            sector_index=_check_uint(value["sectorIndex"], U16_MAX, "sectorIndex"),
-            history_size=_check_uint(value["historySize"], U64_MAX, "historySize"),
-            piece_offset=_check_uint(value["pieceOffset"], U16_MAX, "pieceOffset"),
+            sector_index=check_uint(value["sectorIndex"], U16_MAX, "sectorIndex"),
+            history_size=check_uint(value["historySize"], U64_MAX, "historySize"),
+            piece_offset=check_uint(value["pieceOffset"], U16_MAX, "pieceOffset"),
             record_commitment=hex_to_bytes(value["recordCommitment"], COMMITMENT_SIZE, "recordCommitment"),
             record_witness=hex_to_bytes(value["recordWitness"], WITNESS_SIZE, "recordWitness"),
             chunk=_chunk_from_json(value["chunk"]),
@@ -163,7 +154,7 @@ class Solution:
 def _chunk_from_json(value: object) -> bytes:
     if not isinstance(value, list) or len(value) != SCALAR_FULL_BYTES:
         raise ValueError(f"chunk must be a JSON array of {SCALAR_FULL_BYTES} numbers, got {value!r:.80}")
-    return bytes(_check_uint(byte, 255, f"chunk[{i}]") for i, byte in enumerate(value))
+    return bytes(check_uint(byte, 255, f"chunk[{i}]") for i, byte in enumerate(value))
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 
-import numpy as np
 import pytest
 from test_plotting import ShimSector, build_shim_sector
 

@@ -12,7 +12,7 @@ from numba import njit
 
 from .chacha8 import f1_some
 from .fn import fn_one, LANES
-from .matching import SQUARE_TERMS, has_match
+from .matching import has_match
 from .params import PARAM_EXT, PROOF_X_COUNT
 from .proofs import target_of_challenge_index, unpack_x
 
