@@ -345,7 +345,7 @@ STATUS_KEYS = ("ready", "chainHeight", "lastSlot", "slot", "segmentsArchived", "
                "solutionsReceived", "solutionsRejected", "votes", "rewardSigningFailures")
 
 
-def status_line(layout: Layout, elapsed: float) -> str:
+def status_line(layout: Layout, elapsed: float, log_offset: int = 0) -> str:
     """One progress line: blocks in blocks.jsonl plus the dev node's ``dev_status`` highlights."""
     status = asyncio.run(_dev_status(layout.rpc_url))
     parts = [f"[{elapsed:6.0f}s]", f"blocks={count_blocks(layout.blocks_file)}"]
@@ -355,16 +355,19 @@ def status_line(layout: Layout, elapsed: float) -> str:
         parts += [f"{key}={status[key]}" for key in shown if key != "blocksAuthored"]
     else:
         parts.append("node=starting")
-    gave_up = _fatal_programs(layout)
+    gave_up = _fatal_programs(layout, log_offset)
     if gave_up:
         parts.append("FAILED=" + ",".join(gave_up))
     return " ".join(parts)
 
 
-def _fatal_programs(layout: Layout) -> list[str]:
-    """Programs supervisord gave up on (``gave up: NAME entered FATAL state``)."""
+def _fatal_programs(layout: Layout, since: int = 0) -> list[str]:
+    """Programs supervisord gave up on (``gave up: NAME entered FATAL state``) in the part of
+    its log written after byte ``since`` (a reused data dir keeps earlier runs' lines)."""
     try:
-        text = layout.path("logs", "supervisord.log").read_text(errors="replace")
+        with open(layout.path("logs", "supervisord.log"), "rb") as handle:
+            handle.seek(since)
+            text = handle.read().decode(errors="replace")
     except FileNotFoundError:
         return []
     names = []
@@ -374,6 +377,22 @@ def _fatal_programs(layout: Layout) -> list[str]:
             if name not in names:
                 names.append(name)
     return names
+
+
+def last_log_line(layout: Layout, program: str) -> str:
+    """The last non-empty line a program wrote (its one-line error, when it failed)."""
+    try:
+        lines = layout.path("logs", program + ".log").read_text(errors="replace").splitlines()
+    except FileNotFoundError:
+        return "(no log written)"
+    for line in reversed(lines):
+        if line.strip():
+            return line.strip()[:300]
+    return "(empty log)"
+
+
+# The cluster cannot work without these: quickstart stops (exit 1) when supervisord gives up on one.
+ESSENTIAL_PROGRAMS = ("nats-server", "dev-node", "controller")
 
 
 # --- running -------------------------------------------------------------------------------
@@ -433,6 +452,11 @@ def run(config: QuickstartConfig) -> int:
     status = 0
     # a data dir reused from an earlier run already holds blocks: count only this run's
     baseline = count_blocks(layout.blocks_file)
+    reported_failures: set[str] = set()
+    try:
+        log_offset = layout.path("logs", "supervisord.log").stat().st_size
+    except FileNotFoundError:
+        log_offset = 0
     try:
         while not stop_reason:
             if proc.poll() is not None:
@@ -447,14 +471,24 @@ def run(config: QuickstartConfig) -> int:
                 break
             if config.timeout_s is not None and now - start >= config.timeout_s:
                 wanted = f" of {config.exit_after_blocks}" if config.exit_after_blocks is not None else ""
-                failed = _fatal_programs(layout)
+                failed = _fatal_programs(layout, log_offset)
                 extra = f"; failed programs: {', '.join(failed)}" if failed else ""
                 print(f"error: timeout after {config.timeout_s:g}s with {blocks}{wanted} blocks authored{extra} "
                       f"(logs in {layout.path('logs')})", file=sys.stderr)
                 status = 1
                 break
+            failed_now = [name for name in _fatal_programs(layout, log_offset) if name not in reported_failures]
+            for name in failed_now:
+                reported_failures.add(name)
+                print(f"quickstart: {name} failed: {last_log_line(layout, name)}", file=sys.stderr, flush=True)
+            essential = [name for name in failed_now if name in ESSENTIAL_PROGRAMS]
+            if essential:
+                print(f"error: {', '.join(essential)} failed and was given up on by supervisord; stopping "
+                      f"(logs in {layout.path('logs')})", file=sys.stderr)
+                status = 1
+                break
             if now >= next_progress:
-                print(status_line(layout, now - start), flush=True)
+                print(status_line(layout, now - start, log_offset), flush=True)
                 next_progress = now + config.progress_interval_s
             time.sleep(0.2)
         if stop_reason:

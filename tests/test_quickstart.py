@@ -223,3 +223,25 @@ def test_scripts_quickstart_wrapper(tmp_path):
                            str(tmp_path / "d"), "--dry-run"], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["data_dir"] == str(tmp_path / "d")
+
+
+def test_failed_programs_are_reported_with_their_last_log_line(tmp_path):
+    """A program supervisord gave up on is named with its own one-line error; lines an earlier
+    run left in a reused data dir's supervisord.log do not count."""
+    layout = quickstart.Layout(data_dir=str(tmp_path), nats_port=1, nats_http_port=2, rpc_port=3, cache_port=4,
+                               full_cache_port=5, plot_server_port=6, roles=())
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    old = "2026-01-01 00:00:00,000 INFO gave up: controller entered FATAL state, too many start retries too quickly\n"
+    (logs / "supervisord.log").write_text(old)
+    offset = len(old.encode())
+    assert quickstart._fatal_programs(layout, offset) == []
+    assert quickstart._fatal_programs(layout) == ["controller"]
+    with open(logs / "supervisord.log", "a") as handle:
+        handle.write("2026-01-01 00:01:00,000 INFO gave up: dev-node entered FATAL state, too many start retries\n")
+    (logs / "dev-node.log").write_text("starting\nerror: dev-node: --kzg-params /nope: file not found\n\n")
+    assert quickstart._fatal_programs(layout, offset) == ["dev-node"]
+    assert quickstart.last_log_line(layout, "dev-node") == "error: dev-node: --kzg-params /nope: file not found"
+    assert quickstart.last_log_line(layout, "controller") == "(no log written)"
+    assert "FAILED=dev-node" in quickstart.status_line(layout, 1.0, offset)
+    assert "dev-node" in quickstart.ESSENTIAL_PROGRAMS

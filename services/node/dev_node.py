@@ -40,12 +40,11 @@ from services.node.rpc_types import (
     RewardSigningInfo,
     SlotInfo,
     SolutionResponse,
-    json_uint,
 )
 from services.protocol.sr25519.schnorrkel import verify as sr25519_verify
 from services.protocol.constants import NUM_PIECES, REWARD_SIGNING_CONTEXT
 from services.protocol.hashes import blake3_hash_list
-from services.protocol.validation import U64_MAX
+from services.protocol.validation import U32_MAX, U64_MAX, check_uint
 from services.protocol.segments import SegmentHeader
 
 NODE_ERROR_CODE = 9001  # SUBSPACE_ERROR + 1
@@ -503,7 +502,7 @@ class DevNode(Daemon):
     async def _rpc_acknowledge(self, params: list, conn) -> None:  # noqa: ANN001
         (raw,) = positional(params, 1, "subspace_acknowledgeArchivedSegmentHeader")
         try:
-            index = json_uint(raw, U64_MAX, "segment index")
+            index = check_uint(raw, U64_MAX, "segment index")
         except ValueError as exc:
             raise RpcServerError(-32602, f"Invalid params: {exc}") from None
         pending = self._pending_acks
@@ -521,7 +520,7 @@ class DevNode(Daemon):
                 f"segment_indexes length exceed the limit: {len(raw)}, max: {MAX_SEGMENT_HEADERS_PER_REQUEST}"
             )
         try:
-            indices = [json_uint(i, U64_MAX, "segment index") for i in raw]
+            indices = [check_uint(i, U64_MAX, "segment index") for i in raw]
         except ValueError as exc:
             raise RpcServerError(-32602, f"Invalid params: {exc}") from None
         out = []
@@ -534,7 +533,7 @@ class DevNode(Daemon):
         assert self.chain is not None
         (raw,) = positional(params, 1, "subspace_lastSegmentHeaders")
         try:
-            limit = json_uint(raw, (1 << 32) - 1, "limit")
+            limit = check_uint(raw, U32_MAX, "limit")
         except ValueError as exc:
             raise RpcServerError(-32602, f"Invalid params: {exc}") from None
         if limit > MAX_SEGMENT_HEADERS_PER_REQUEST:
@@ -552,7 +551,7 @@ class DevNode(Daemon):
         assert self.chain is not None
         (raw,) = positional(params, 1, "subspace_piece")
         try:
-            piece_index = json_uint(raw, U64_MAX, "piece index")
+            piece_index = check_uint(raw, U64_MAX, "piece index")
         except ValueError as exc:
             raise RpcServerError(-32602, f"Invalid params: {exc}") from None
         segment_index = piece_index // NUM_PIECES
@@ -569,7 +568,7 @@ class DevNode(Daemon):
         assert self.chain is not None
         (raw,) = positional(params, 1, "dev_piece")
         try:
-            piece_index = json_uint(raw, U64_MAX, "piece index")
+            piece_index = check_uint(raw, U64_MAX, "piece index")
         except ValueError as exc:
             raise RpcServerError(-32602, f"Invalid params: {exc}") from None
         piece = await asyncio.to_thread(self.chain.read_piece, piece_index)
@@ -607,8 +606,8 @@ class DevNode(Daemon):
         if not isinstance(params, list) or len(params) > 2:
             raise RpcServerError(-32602, "Invalid params: dev_blocks takes [from_number?, limit?]")
         try:
-            start = json_uint(params[0], U64_MAX, "from_number") if len(params) > 0 else 1
-            limit = json_uint(params[1], 10_000, "limit") if len(params) > 1 else 1000
+            start = check_uint(params[0], U64_MAX, "from_number") if len(params) > 0 else 1
+            limit = check_uint(params[1], 10_000, "limit") if len(params) > 1 else 1000
         except ValueError as exc:
             raise RpcServerError(-32602, f"Invalid params: {exc}") from None
         first = max(0, start - 1)

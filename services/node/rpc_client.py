@@ -27,10 +27,9 @@ from services.node.rpc_types import (
     RewardSigningInfo,
     SlotInfo,
     SolutionResponse,
-    json_uint,
 )
 from services.protocol.pieces import Piece
-from services.protocol.validation import U64_MAX
+from services.protocol.validation import U64_MAX, check_uint
 from services.protocol.segments import SegmentHeader
 
 T = TypeVar("T")
@@ -359,7 +358,7 @@ class NodeRpcClient:
         await self.call("subspace_submitRewardSignature", [response.to_json()])
 
     async def acknowledge_archived_segment_header(self, segment_index: int) -> None:
-        json_uint(segment_index, U64_MAX, "segment index")
+        check_uint(segment_index, U64_MAX, "segment index")
         await self.call("subspace_acknowledgeArchivedSegmentHeader", [segment_index])
 
     async def segment_headers(self, segment_indices: list[int]) -> list[SegmentHeader | None]:
@@ -368,17 +367,17 @@ class NodeRpcClient:
                 f"at most {MAX_SEGMENT_HEADERS_PER_REQUEST} segment indices per request, got {len(segment_indices)}"
             )
         for index in segment_indices:
-            json_uint(index, U64_MAX, "segment index")
+            check_uint(index, U64_MAX, "segment index")
         result = await self.call("subspace_segmentHeaders", [list(segment_indices)])
         return _parse_header_list(result, "subspace_segmentHeaders", len(segment_indices))
 
     async def last_segment_headers(self, limit: int) -> list[SegmentHeader | None]:
-        json_uint(limit, MAX_SEGMENT_HEADERS_PER_REQUEST, "lastSegmentHeaders limit")
+        check_uint(limit, MAX_SEGMENT_HEADERS_PER_REQUEST, "lastSegmentHeaders limit")
         result = await self.call("subspace_lastSegmentHeaders", [limit])
         return _parse_header_list(result, "subspace_lastSegmentHeaders", None)
 
     async def piece(self, piece_index: int) -> Piece | None:
-        json_uint(piece_index, U64_MAX, "piece index")
+        check_uint(piece_index, U64_MAX, "piece index")
         result = await self.call("subspace_piece", [piece_index])
         return None if result is None else Piece.from_json(result)
 
