@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import signal
@@ -18,7 +17,6 @@ import pytest
 from services import cli, quickstart
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-FRAME_READY = all(importlib.util.find_spec(m) is not None for m in quickstart.REQUIRED_SERVICES.values())
 
 
 def _config(tmp_path: Path, *extra: str) -> quickstart.QuickstartConfig:
@@ -136,7 +134,6 @@ def _start_quickstart(data: Path, *extra: str) -> subprocess.Popen:
 
 @pytest.mark.integration
 @pytest.mark.slow
-@pytest.mark.skipif(not FRAME_READY, reason="dev node or controller service not in this build yet")
 def test_quickstart_runs_until_sigterm(tmp_path):
     data = tmp_path / "data"
     proc = _start_quickstart(data)
@@ -168,7 +165,6 @@ def test_quickstart_runs_until_sigterm(tmp_path):
 
 @pytest.mark.integration
 @pytest.mark.slow
-@pytest.mark.skipif(not FRAME_READY, reason="dev node or controller service not in this build yet")
 def test_exit_after_blocks_counts_blocks_jsonl(tmp_path):
     """The exit condition reads the dev node's blocks.jsonl. No farmer role runs yet, so this test
     appends two records itself once the node is up (what it checks is the launcher, not mining)."""
@@ -195,7 +191,6 @@ def test_exit_after_blocks_counts_blocks_jsonl(tmp_path):
 
 @pytest.mark.integration
 @pytest.mark.slow
-@pytest.mark.skipif(not FRAME_READY, reason="dev node or controller service not in this build yet")
 def test_quickstart_timeout_exits_nonzero_with_reason(tmp_path):
     data = tmp_path / "data"
     # 10^6 blocks cannot be authored in 10 s: the run must end by --timeout with the reason.
