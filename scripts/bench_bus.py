@@ -21,8 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from services.bus import Bus, Message  # noqa: E402
 from services.bus.server import NatsServer  # noqa: E402
-
-PIECE_SIZE = 1_048_672
+from services.protocol.constants import PIECE_SIZE  # noqa: E402
 
 
 class Ping(Message):

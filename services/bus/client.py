@@ -118,6 +118,11 @@ async def server_sync(nc: NatsClient) -> None:
     await nc.flush()
 
 
+def _one_line(text: str) -> str:
+    """An error text as one header-safe line (at most 1000 characters, never empty)."""
+    return " ".join(text.split())[:1000] or "error"
+
+
 def _backoff(attempt: int, initial: float, maximum: float) -> float:
     return min(maximum, initial * (2**attempt))
 
@@ -274,9 +279,8 @@ class Service:
 
     async def _reply_error(self, raw: Msg, text: str) -> None:
         if raw.reply:
-            one_line = " ".join(text.split())[:1000]
             try:
-                await self.bus.nc.publish(raw.reply, b"", headers={ERROR_HEADER: one_line or "error"})
+                await self.bus.nc.publish(raw.reply, b"", headers={ERROR_HEADER: _one_line(text)})
             except nats.errors.Error:
                 pass
 
@@ -361,10 +365,9 @@ class _StreamSender:
             raise _AckTimeout(index) from None
 
     async def fail(self, text: str) -> None:
-        one_line = " ".join(text.split())[:1000] or "error"
         data = encode(StreamLast(index=self.index, responses=[]))
         try:
-            await self.bus.nc.publish(self.reply, data, headers={ERROR_HEADER: one_line})
+            await self.bus.nc.publish(self.reply, data, headers={ERROR_HEADER: _one_line(text)})
         except nats.errors.Error:
             pass
 

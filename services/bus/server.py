@@ -344,9 +344,9 @@ def _config_port(path: Path, keys: tuple[str, ...]) -> int | None:
     for raw in path.read_text().splitlines():
         line = raw.split("#", 1)[0].strip()
         if depth == 0:
+            compact = line.replace(" ", "")
             for key in keys:
                 for sep in (":", "="):
-                    compact = line.replace(" ", "")
                     if compact.startswith(f"{key}{sep}"):
                         tail = compact[len(key) + 1:].strip("\"'").rsplit(":", 1)[-1]
                         if tail.isdigit():

@@ -14,13 +14,13 @@ import msgspec
 
 from services.config import (
     CommonArgs,
-    ConfigError,
     RoleConfig,
     check_directory,
     default_instance,
     parse_cache_group,
     parse_int,
     parse_node_rpc_url,
+    require_nats_servers,
 )
 
 ROLE = "controller"
@@ -61,8 +61,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def from_args(args: argparse.Namespace, common: CommonArgs, dry_run: bool) -> ControllerConfig:
-    if not common.nats_servers:
-        raise ConfigError("controller needs at least one --nats-server URL")
+    require_nats_servers(common.nats_servers, ROLE)
     base_path = None
     if args.base_path is not None:
         base_path = check_directory(args.base_path, "controller --base-path", create=not dry_run)

@@ -43,17 +43,19 @@ from services.bus.messages.controller import (
     SegmentHeadersResult,
     SlotInfoBroadcast,
     SolutionNotification,
+    archived_segment_dedup_id,
+    slot_info_dedup_id,
 )
 from services.controller.config import ControllerConfig
 from services.daemon import Daemon, DaemonError
 from services.node.metrics import serve_metrics
 from services.node.rpc_client import NodeRpcClient, RpcConnectionError, RpcError
+from services.node.rpc_server import METHOD_NOT_FOUND
+from services.node.rpc_types import MAX_SEGMENT_HEADERS_PER_REQUEST
 from services.protocol.pieces import Piece
 from services.protocol.segments import SegmentHeader
 
 NODE_CONNECT_TIMEOUT_S = 60.0
-MAX_SEGMENT_HEADERS_PER_REQUEST = 1000
-METHOD_NOT_FOUND = -32601
 
 
 def _version() -> str:
@@ -214,7 +216,7 @@ class ControllerService(Daemon):
         assert self.bus is not None
         async for info in self._slot_sub:
             self.stats["slots"] += 1
-            await self.bus.broadcast(SlotInfoBroadcast.build(info, self.instance), dedup_id=f"slot-info-{info.slot_number}")
+            await self.bus.broadcast(SlotInfoBroadcast.build(info, self.instance), dedup_id=slot_info_dedup_id(info.slot_number))
 
     async def _forward_reward_signing(self) -> None:
         assert self.bus is not None
@@ -229,7 +231,7 @@ class ControllerService(Daemon):
             self.stats["segments"] += 1
             self._headers[header.segment_index] = header
             await self.bus.broadcast(
-                ArchivedSegmentHeaderBroadcast.build(header), dedup_id=f"archived-segment-{header.segment_index}"
+                ArchivedSegmentHeaderBroadcast.build(header), dedup_id=archived_segment_dedup_id(header.segment_index)
             )
             try:
                 await self.node.acknowledge_archived_segment_header(header.segment_index)

@@ -12,10 +12,9 @@ import argparse
 import ipaddress
 from pathlib import Path
 
-import msgspec
-
 from services.config import (
     ConfigError,
+    JsonConfig,
     check_directory,
     check_file,
     parse_host_port,
@@ -23,7 +22,6 @@ from services.config import (
     parse_listen,
     parse_log_level,
     parse_node_rpc_url,
-    to_json,
 )
 
 U64_MAX = (1 << 64) - 1
@@ -33,7 +31,7 @@ RPC_METHODS = ("auto", "safe", "unsafe")
 BLOCKS_FILE_NAME = "blocks.jsonl"
 
 
-class DevNodeConfig(msgspec.Struct, frozen=True, kw_only=True):
+class DevNodeConfig(JsonConfig, frozen=True, kw_only=True):
     """Everything the dev node needs; all state lives under ``data_dir``.
 
     * ``rpc_methods``: ``unsafe`` allows the farmer's unsafe methods (submit solution, reward
@@ -97,11 +95,8 @@ class DevNodeConfig(msgspec.Struct, frozen=True, kw_only=True):
             host = "127.0.0.1"
         return f"ws://{host}:{self.rpc_port}"
 
-    def to_json(self) -> str:
-        return to_json(self)
 
-
-class NodeClientConfig(msgspec.Struct, frozen=True, kw_only=True):
+class NodeClientConfig(JsonConfig, frozen=True, kw_only=True):
     """How a farmer-side process talks to a node (real ``autonomys-node`` or the dev node)."""
 
     url: str = "ws://127.0.0.1:9944"
@@ -114,9 +109,6 @@ class NodeClientConfig(msgspec.Struct, frozen=True, kw_only=True):
         parse_node_rpc_url(self.url)
         if self.request_timeout_s <= 0:
             raise ConfigError(f"invalid node request timeout {self.request_timeout_s!r}: must be > 0")
-
-    def to_json(self) -> str:
-        return to_json(self)
 
 
 def _parse_fraction(value: str, what: str) -> tuple[int, int]:
@@ -163,7 +155,7 @@ def from_args(args: argparse.Namespace, dry_run: bool, log_level: str = "info", 
     rpc_methods = args.rpc_methods.strip().lower()
     if rpc_methods not in RPC_METHODS:
         raise ConfigError(f"invalid --rpc-methods {args.rpc_methods!r}: expected auto, safe or unsafe")
-    host, port = parse_host_port(args.rpc_listen_on, "--rpc-listen-on", allow_zero_port=True)
+    rpc_listen_on = parse_listen(args.rpc_listen_on, "--rpc-listen-on", allow_zero_port=True)
     kzg = args.kzg_params
     if kzg is not None and kzg.strip().lower() in ("", "dev"):
         kzg = None
@@ -171,7 +163,7 @@ def from_args(args: argparse.Namespace, dry_run: bool, log_level: str = "info", 
         kzg = check_file(kzg, "--kzg-params")
     return DevNodeConfig(
         data_dir=check_directory(args.data_dir, "--data-dir", create=not dry_run),
-        rpc_listen_on=f"[{host}]:{port}" if ":" in host else f"{host}:{port}",
+        rpc_listen_on=rpc_listen_on,
         rpc_methods=rpc_methods,
         slot_duration_ms=parse_int(args.slot_duration_ms, "--slot-duration-ms", minimum=10, maximum=600_000),
         block_authoring_delay_slots=parse_int(args.block_authoring_delay, "--block-authoring-delay", minimum=0,

@@ -32,8 +32,10 @@ from services.node.config import DevNodeConfig
 from services.node.dev_chain import ChainStateError, DevChain
 from services.node.dev_verify import SolutionVerifier
 from services.node.metrics import serve_metrics
-from services.node.rpc_server import RpcServer, RpcServerError, Subscription, positional
+from services.node.rpc_server import InvalidParams, RpcServer, RpcServerError, Subscription, positional
 from services.node.rpc_types import (
+    MAX_SEGMENT_HEADERS_PER_REQUEST,
+    NODE_ERROR_CODE,
     FarmerAppInfo,
     FarmerProtocolInfo,
     RewardSignatureResponse,
@@ -47,11 +49,9 @@ from services.protocol.hashes import blake3_hash_list
 from services.protocol.validation import U32_MAX, U64_MAX, check_uint
 from services.protocol.segments import SegmentHeader
 
-NODE_ERROR_CODE = 9001  # SUBSPACE_ERROR + 1
 SOLUTION_CHANNEL_CAPACITY = 10  # futures-mpsc buffer 9 + the sender's own slot (spec 05 §3)
 REWARD_SIGNING_TIMEOUT_S = 0.5
 ACKNOWLEDGEMENT_TIMEOUT_S = 120.0
-MAX_SEGMENT_HEADERS_PER_REQUEST = 1000
 RPC_URL_FILE = "rpc-url"
 
 SLOT_INFO = "subspace_slot_info"
@@ -91,6 +91,14 @@ class _PendingAcks:
 
 def node_error(message: str) -> RpcServerError:
     return RpcServerError(NODE_ERROR_CODE, message)
+
+
+def _param(parse, *args):  # noqa: ANN001, ANN202
+    """``parse(*args)``, a ValueError becoming the JSON-RPC invalid-params error."""
+    try:
+        return parse(*args)
+    except ValueError as exc:
+        raise InvalidParams(str(exc)) from None
 
 
 class DevNode(Daemon):
@@ -479,20 +487,12 @@ class DevNode(Daemon):
 
     async def _rpc_submit_solution(self, params: list, conn) -> None:  # noqa: ANN001
         (raw,) = positional(params, 1, "subspace_submitSolutionResponse")
-        try:
-            response = SolutionResponse.from_json(raw)
-        except ValueError as exc:
-            raise RpcServerError(-32602, f"Invalid params: {exc}") from None
-        await self._submit_solution(response)
+        await self._submit_solution(_param(SolutionResponse.from_json, raw))
         return None
 
     async def _rpc_submit_reward_signature(self, params: list, conn) -> None:  # noqa: ANN001
         (raw,) = positional(params, 1, "subspace_submitRewardSignature")
-        try:
-            response = RewardSignatureResponse.from_json(raw)
-        except ValueError as exc:
-            raise RpcServerError(-32602, f"Invalid params: {exc}") from None
-        self._receive_reward_signature(response)
+        self._receive_reward_signature(_param(RewardSignatureResponse.from_json, raw))
         return None
 
     def _archived_segment_unsubscribed(self, sub: Subscription) -> None:
@@ -501,10 +501,7 @@ class DevNode(Daemon):
 
     async def _rpc_acknowledge(self, params: list, conn) -> None:  # noqa: ANN001
         (raw,) = positional(params, 1, "subspace_acknowledgeArchivedSegmentHeader")
-        try:
-            index = check_uint(raw, U64_MAX, "segment index")
-        except ValueError as exc:
-            raise RpcServerError(-32602, f"Invalid params: {exc}") from None
+        index = _param(check_uint, raw, U64_MAX, "segment index")
         pending = self._pending_acks
         if pending is not None and pending.segment_index == index:
             pending.release_one()
@@ -514,15 +511,12 @@ class DevNode(Daemon):
         assert self.chain is not None
         (raw,) = positional(params, 1, "subspace_segmentHeaders")
         if not isinstance(raw, list):
-            raise RpcServerError(-32602, "Invalid params: expected an array of segment indices")
+            raise InvalidParams("expected an array of segment indices")
         if len(raw) > MAX_SEGMENT_HEADERS_PER_REQUEST:
             raise node_error(
                 f"segment_indexes length exceed the limit: {len(raw)}, max: {MAX_SEGMENT_HEADERS_PER_REQUEST}"
             )
-        try:
-            indices = [check_uint(i, U64_MAX, "segment index") for i in raw]
-        except ValueError as exc:
-            raise RpcServerError(-32602, f"Invalid params: {exc}") from None
+        indices = [_param(check_uint, i, U64_MAX, "segment index") for i in raw]
         out = []
         for index in indices:
             header = self.chain.segment_header(index)
@@ -532,10 +526,7 @@ class DevNode(Daemon):
     async def _rpc_last_segment_headers(self, params: list, conn) -> list:  # noqa: ANN001
         assert self.chain is not None
         (raw,) = positional(params, 1, "subspace_lastSegmentHeaders")
-        try:
-            limit = check_uint(raw, U32_MAX, "limit")
-        except ValueError as exc:
-            raise RpcServerError(-32602, f"Invalid params: {exc}") from None
+        limit = _param(check_uint, raw, U32_MAX, "limit")
         if limit > MAX_SEGMENT_HEADERS_PER_REQUEST:
             raise node_error(
                 f"segment_indexes length exceed the limit: {limit}, max: {MAX_SEGMENT_HEADERS_PER_REQUEST}"
@@ -548,29 +539,24 @@ class DevNode(Daemon):
         return [self.chain.segment_header(i).to_json() for i in range(first, last + 1)]  # type: ignore[union-attr]
 
     async def _rpc_piece(self, params: list, conn) -> str | None:  # noqa: ANN001
-        assert self.chain is not None
-        (raw,) = positional(params, 1, "subspace_piece")
-        try:
-            piece_index = check_uint(raw, U64_MAX, "piece index")
-        except ValueError as exc:
-            raise RpcServerError(-32602, f"Invalid params: {exc}") from None
-        segment_index = piece_index // NUM_PIECES
-        held = self._held_segment
-        if held is not None:
-            if segment_index != held:
-                return None
-        elif segment_index != 0:
-            return None  # nothing held: only the genesis segment is re-created on demand
-        piece = await asyncio.to_thread(self.chain.read_piece, piece_index)
-        return None if piece is None else piece.to_json()
+        return await self._serve_piece(params, "subspace_piece", available_only=True)
 
     async def _rpc_dev_piece(self, params: list, conn) -> str | None:  # noqa: ANN001
+        return await self._serve_piece(params, "dev_piece", available_only=False)
+
+    async def _serve_piece(self, params: list, method: str, available_only: bool) -> str | None:
+        """A piece as hex; ``available_only``: within the node's availability window (spec 05 §1)."""
         assert self.chain is not None
-        (raw,) = positional(params, 1, "dev_piece")
-        try:
-            piece_index = check_uint(raw, U64_MAX, "piece index")
-        except ValueError as exc:
-            raise RpcServerError(-32602, f"Invalid params: {exc}") from None
+        (raw,) = positional(params, 1, method)
+        piece_index = _param(check_uint, raw, U64_MAX, "piece index")
+        if available_only:
+            segment_index = piece_index // NUM_PIECES
+            held = self._held_segment
+            if held is not None:
+                if segment_index != held:
+                    return None
+            elif segment_index != 0:
+                return None  # nothing held: only the genesis segment is re-created on demand
         piece = await asyncio.to_thread(self.chain.read_piece, piece_index)
         return None if piece is None else piece.to_json()
 
@@ -604,12 +590,9 @@ class DevNode(Daemon):
         if params is None:
             params = []
         if not isinstance(params, list) or len(params) > 2:
-            raise RpcServerError(-32602, "Invalid params: dev_blocks takes [from_number?, limit?]")
-        try:
-            start = check_uint(params[0], U64_MAX, "from_number") if len(params) > 0 else 1
-            limit = check_uint(params[1], 10_000, "limit") if len(params) > 1 else 1000
-        except ValueError as exc:
-            raise RpcServerError(-32602, f"Invalid params: {exc}") from None
+            raise InvalidParams("dev_blocks takes [from_number?, limit?]")
+        start = _param(check_uint, params[0], U64_MAX, "from_number") if len(params) > 0 else 1
+        limit = _param(check_uint, params[1], 10_000, "limit") if len(params) > 1 else 1000
         first = max(0, start - 1)
         return self.chain.blocks[first : first + limit]
 

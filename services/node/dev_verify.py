@@ -40,13 +40,13 @@ class SolutionVerifier:
             raise SolutionVerificationError(
                 "FutureHistorySize", f"history size {solution.history_size} > current {chain.history_size} + 1"
             )
-        piece_index = solution_piece_index(
-            solution, cfg.pieces_in_sector, cfg.recent_segments, tuple(cfg.recent_history_fraction)
-        ) if solution.piece_offset < cfg.pieces_in_sector else None
-        if piece_index is None:
+        if solution.piece_offset >= cfg.pieces_in_sector:
             raise SolutionVerificationError(
                 "InvalidPieceOffset", f"piece offset {solution.piece_offset} >= max pieces in sector {cfg.pieces_in_sector}"
             )
+        piece_index = solution_piece_index(
+            solution, cfg.pieces_in_sector, cfg.recent_segments, tuple(cfg.recent_history_fraction)
+        )
         segment_commitment = chain.segment_commitment(piece_index // NUM_PIECES)
         if segment_commitment is None:
             raise ValueError(f"SegmentCommitmentNotFound: segment {piece_index // NUM_PIECES} is not archived")

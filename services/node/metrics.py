@@ -22,7 +22,7 @@ class _StatsCollector:
 
     def collect(self):  # noqa: ANN201 - prometheus collector protocol
         for name, value in sorted(self.stats().items()):
-            if isinstance(value, bool) or isinstance(value, (int, float)):
+            if isinstance(value, (int, float)):  # bools included (an int subclass)
                 metric = "".join(c if c.isalnum() else "_" for c in name)
                 yield GaugeMetricFamily(f"{self.prefix}_{_snake(metric)}", name, value=float(value))
 

@@ -22,6 +22,7 @@ from websockets.asyncio.client import ClientConnection, connect
 
 from services.node.config import NodeClientConfig
 from services.node.rpc_types import (
+    MAX_SEGMENT_HEADERS_PER_REQUEST,
     FarmerAppInfo,
     RewardSignatureResponse,
     RewardSigningInfo,
@@ -33,8 +34,6 @@ from services.protocol.validation import U64_MAX, check_uint
 from services.protocol.segments import SegmentHeader
 
 T = TypeVar("T")
-NODE_ERROR_CODE = 9001
-MAX_SEGMENT_HEADERS_PER_REQUEST = 1000
 _SUBSCRIPTION_QUEUE_SIZE = 1024
 logging.getLogger("websockets").setLevel(logging.WARNING)  # no INFO line per connection
 
@@ -311,7 +310,7 @@ class NodeRpcClient:
     async def _subscribe(self, sub: Subscription) -> None:
         def register(result: object) -> None:
             if isinstance(result, (str, int)):
-                sub.id = str(result) if isinstance(result, str) else result
+                sub.id = result
                 self._by_id[result] = sub
 
         result = await self.call(sub.subscribe_method, [], _on_result=register)

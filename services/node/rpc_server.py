@@ -14,7 +14,7 @@ import json
 import logging
 import secrets
 import string
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Awaitable, Callable
 
 import structlog
@@ -80,11 +80,9 @@ class Subscription:
     """An accepted subscription; ``send`` delivers one notification (False once closed)."""
 
     id: str
-    kind: str
     notification: str
     connection: Connection
     closed: bool = False
-    context: dict = field(default_factory=dict)
 
     async def send(self, result: object) -> bool:
         if self.closed:
@@ -100,7 +98,6 @@ class Subscription:
 
 
 Handler = Callable[[list, Connection], Awaitable[Any]]
-SubscribeHook = Callable[[Subscription], Awaitable[None] | None]
 
 
 @dataclass
@@ -111,10 +108,8 @@ class _Method:
 
 @dataclass
 class _SubscriptionKind:
-    kind: str
     notification: str
     unsafe: bool
-    on_subscribe: SubscribeHook | None
     on_unsubscribe: Callable[[Subscription], None] | None
 
 
@@ -129,7 +124,6 @@ class RpcServer:
         self._unsubscribe: dict[str, str] = {}
         self.subscribers: dict[str, set[Subscription]] = {}
         self._server: Any = None
-        self._connections: set[Connection] = set()
 
     # ---- registration
 
@@ -142,7 +136,6 @@ class RpcServer:
         unsubscribe: str,
         notification: str,
         unsafe: bool = False,
-        on_subscribe: SubscribeHook | None = None,
         on_unsubscribe: Callable[[Subscription], None] | None = None,
     ) -> None:
         """Register a subscription kind (named by its notification method).
@@ -150,7 +143,7 @@ class RpcServer:
         An ``unsafe`` subscription over a safe connection is not accepted: the call is answered
         with the unsafe-RPC error (spec 05 leaves the exact jsonrpsee reply unverified).
         """
-        self._subscribe[subscribe] = _SubscriptionKind(notification, notification, unsafe, on_subscribe, on_unsubscribe)
+        self._subscribe[subscribe] = _SubscriptionKind(notification, unsafe, on_unsubscribe)
         self._unsubscribe[unsubscribe] = notification
         self.subscribers.setdefault(notification, set())
 
@@ -184,7 +177,6 @@ class RpcServer:
 
     async def _serve_connection(self, ws: ServerConnection) -> None:
         conn = Connection(ws, self.unsafe_allowed)
-        self._connections.add(conn)
         tasks: set[asyncio.Task] = set()
         try:
             async for message in ws:
@@ -198,7 +190,6 @@ class RpcServer:
                 task.cancel()
             for sub in list(conn.subscriptions.values()):
                 self._drop_subscription(sub)
-            self._connections.discard(conn)
 
     async def _handle_message(self, conn: Connection, message: str | bytes) -> None:
         try:
@@ -211,27 +202,13 @@ class RpcServer:
                 await self._send(conn, _error(None, INVALID_REQUEST, "Invalid request"))
                 return
             outcomes = await asyncio.gather(*(self._dispatch(conn, item) for item in request))
-            batch = [r for r, _ in outcomes if r is not None]
+            batch = [r for r in outcomes if r is not None]
             if batch:
                 await self._send(conn, batch)
-            await self._run_after([a for _, a in outcomes])
             return
-        response, after = await self._dispatch(conn, request)
+        response = await self._dispatch(conn, request)
         if response is not None:
             await self._send(conn, response)
-        await self._run_after([after])
-
-    async def _run_after(self, hooks: list) -> None:
-        """Subscription hooks run once the subscription id reply is out (notifications follow it)."""
-        for hook in hooks:
-            if hook is None:
-                continue
-            try:
-                res = hook()
-                if asyncio.iscoroutine(res):
-                    await res
-            except Exception:
-                self.log.exception("subscription hook failed")
 
     async def _send(self, conn: Connection, obj: object) -> None:
         try:
@@ -239,11 +216,10 @@ class RpcServer:
         except websockets.ConnectionClosed:
             pass
 
-    async def _dispatch(self, conn: Connection, request: object) -> tuple[dict | None, Callable | None]:
-        after = None
+    async def _dispatch(self, conn: Connection, request: object) -> dict | None:
         if not isinstance(request, dict) or request.get("jsonrpc") != "2.0" or not isinstance(request.get("method"), str):
             req_id = request.get("id") if isinstance(request, dict) else None
-            return _error(req_id, INVALID_REQUEST, "Invalid request"), None
+            return _error(req_id, INVALID_REQUEST, "Invalid request")
         req_id = request.get("id")
         is_notification = "id" not in request
         name = request["method"]
@@ -255,37 +231,34 @@ class RpcServer:
                     raise RpcServerError(METHOD_NOT_FOUND, UNSAFE_RPC_MESSAGE)
                 result = await method.handler(params, conn)
             elif name in self._subscribe:
-                result, after = self._do_subscribe(conn, self._subscribe[name], params, name)
+                result = self._do_subscribe(conn, self._subscribe[name], params, name)
             elif name in self._unsubscribe:
                 result = self._do_unsubscribe(conn, self._unsubscribe[name], params, name)
             else:
                 raise RpcServerError(METHOD_NOT_FOUND, "Method not found")
         except RpcServerError as exc:
             if is_notification:
-                return None, None
+                return None
             err = {"code": exc.code, "message": exc.message}
             if exc.data is not None:
                 err["data"] = exc.data
-            return {"jsonrpc": "2.0", "id": req_id, "error": err}, None
+            return {"jsonrpc": "2.0", "id": req_id, "error": err}
         except Exception as exc:  # a handler bug must not kill the connection
             self.log.exception("rpc handler failed", method=name)
-            return (None if is_notification else _error(req_id, INTERNAL_ERROR, f"Internal error: {exc}")), None
+            return None if is_notification else _error(req_id, INTERNAL_ERROR, f"Internal error: {exc}")
         if is_notification:
-            return None, after
-        return {"jsonrpc": "2.0", "id": req_id, "result": result}, after
+            return None
+        return {"jsonrpc": "2.0", "id": req_id, "result": result}
 
-    def _do_subscribe(
-        self, conn: Connection, kind: _SubscriptionKind, params: object, name: str
-    ) -> tuple[str, Callable | None]:
+    def _do_subscribe(self, conn: Connection, kind: _SubscriptionKind, params: object, name: str) -> str:
         positional(params, 0, name)
         if kind.unsafe and not conn.unsafe_allowed:
             raise RpcServerError(METHOD_NOT_FOUND, UNSAFE_RPC_MESSAGE)
         sub_id = "".join(secrets.choice(_ID_ALPHABET) for _ in range(16))
-        sub = Subscription(sub_id, kind.kind, kind.notification, conn)
+        sub = Subscription(sub_id, kind.notification, conn)
         conn.subscriptions[sub_id] = sub
         self.subscribers[kind.notification].add(sub)
-        hook = kind.on_subscribe
-        return sub_id, (None if hook is None else (lambda: hook(sub)))
+        return sub_id
 
     def _do_unsubscribe(self, conn: Connection, notification: str, params: object, name: str) -> bool:
         (sub_id,) = positional(params, 1, name)

@@ -30,6 +30,8 @@ from services.protocol.validation import U64_MAX, check_uint, json_field
 
 PUBLIC_KEY_SIZE = 32
 SIGNATURE_SIZE = 64
+NODE_ERROR_CODE = 9001  # the node's own RPC errors: SUBSPACE_ERROR + 1 (spec 05)
+MAX_SEGMENT_HEADERS_PER_REQUEST = 1000  # subspace_segmentHeaders / subspace_lastSegmentHeaders limit
 
 
 def _check_bytes(value: object, size: int, name: str) -> None:
@@ -38,8 +40,16 @@ def _check_bytes(value: object, size: int, name: str) -> None:
         raise ValueError(f"{name} must be {size} bytes, got {got}")
 
 
+class _ScaleDecodable:
+    """``from_scale``: the whole of ``data`` through the subclass's ``decode(ScaleReader)``."""
+
+    @classmethod
+    def from_scale(cls, data: bytes):  # noqa: ANN206 - the subclass
+        return decode_all(data, cls.decode, cls.__name__)  # type: ignore[attr-defined]
+
+
 @dataclass(frozen=True)
-class SlotInfo:
+class SlotInfo(_ScaleDecodable):
     slot_number: int
     global_challenge: bytes
     solution_range: int
@@ -81,13 +91,9 @@ class SlotInfo:
     def decode(cls, r: ScaleReader) -> SlotInfo:
         return cls(r.u64("slot number"), r.read(HASH_SIZE, "global challenge"), r.u64("solution range"), r.u64("voting solution range"))
 
-    @classmethod
-    def from_scale(cls, data: bytes) -> SlotInfo:
-        return decode_all(data, cls.decode, "SlotInfo")
-
 
 @dataclass(frozen=True)
-class SolutionResponse:
+class SolutionResponse(_ScaleDecodable):
     slot_number: int
     solution: Solution
 
@@ -113,13 +119,9 @@ class SolutionResponse:
         slot = r.u64("slot number")
         return cls(slot, Solution.decode(r))
 
-    @classmethod
-    def from_scale(cls, data: bytes) -> SolutionResponse:
-        return decode_all(data, cls.decode, "SolutionResponse")
-
 
 @dataclass(frozen=True)
-class RewardSigningInfo:
+class RewardSigningInfo(_ScaleDecodable):
     hash: bytes
     public_key: bytes
 
@@ -145,13 +147,9 @@ class RewardSigningInfo:
     def decode(cls, r: ScaleReader) -> RewardSigningInfo:
         return cls(r.read(HASH_SIZE, "hash"), r.read(PUBLIC_KEY_SIZE, "public key"))
 
-    @classmethod
-    def from_scale(cls, data: bytes) -> RewardSigningInfo:
-        return decode_all(data, cls.decode, "RewardSigningInfo")
-
 
 @dataclass(frozen=True)
-class RewardSignatureResponse:
+class RewardSignatureResponse(_ScaleDecodable):
     hash: bytes
     signature: bytes | None
 
@@ -180,13 +178,9 @@ class RewardSignatureResponse:
         h = r.read(HASH_SIZE, "hash")
         return cls(h, r.option(lambda rr: rr.read(SIGNATURE_SIZE, "signature"), "signature"))
 
-    @classmethod
-    def from_scale(cls, data: bytes) -> RewardSignatureResponse:
-        return decode_all(data, cls.decode, "RewardSignatureResponse")
-
 
 @dataclass(frozen=True)
-class FarmerAppInfo:
+class FarmerAppInfo(_ScaleDecodable):
     genesis_hash: bytes
     dsn_bootstrap_nodes: tuple[str, ...]
     syncing: bool
@@ -250,7 +244,3 @@ class FarmerAppInfo:
         if nanos >= 1_000_000_000:
             raise ValueError(f"farming timeout nanos {nanos} >= 1e9")
         return cls(genesis, nodes, syncing, secs * 1000 + nanos // 1_000_000, FarmerProtocolInfo.decode(r))
-
-    @classmethod
-    def from_scale(cls, data: bytes) -> FarmerAppInfo:
-        return decode_all(data, cls.decode, "FarmerAppInfo")

@@ -25,6 +25,16 @@ from services.protocol.segments import SegmentHeader
 CONTROLLER_QUEUE_GROUP = "subspace.controller"
 
 
+def slot_info_dedup_id(slot_number: int) -> str:
+    """``Nats-Msg-Id`` of the slot-info broadcast for ``slot_number``."""
+    return f"slot-info-{slot_number}"
+
+
+def archived_segment_dedup_id(segment_index: int) -> str:
+    """``Nats-Msg-Id`` of the archived-segment-header broadcast for ``segment_index``."""
+    return f"archived-segment-{segment_index}"
+
+
 # ---- broadcasts (controller -> farmers / caches)
 
 
@@ -56,7 +66,7 @@ class SlotInfoBroadcast(Message):
         return SlotInfo.from_scale(self.slot_info)
 
     def msg_id(self) -> str:
-        return f"slot-info-{self.decoded().slot_number}"
+        return slot_info_dedup_id(self.decoded().slot_number)
 
 
 class RewardSigningBroadcast(Message):
@@ -85,7 +95,7 @@ class ArchivedSegmentHeaderBroadcast(Message):
         return SegmentHeader.from_scale(self.archived_segment_header)
 
     def msg_id(self) -> str:
-        return f"archived-segment-{self.decoded().segment_index}"
+        return archived_segment_dedup_id(self.decoded().segment_index)
 
 
 # ---- notifications (farmers -> controller)
