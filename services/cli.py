@@ -98,6 +98,15 @@ def _add_nats_flags(parser: argparse.ArgumentParser, dest: str) -> None:
                         metavar="URL", help="NATS server URL (repeatable)")
 
 
+def _add_command(subparsers: Any, name: str, help_text: str, nats_dest: str | None = None) -> argparse.ArgumentParser:
+    """A (sub)command taking the global flags and, with ``nats_dest``, ``--nats-server``."""
+    sub = subparsers.add_parser(name, help=help_text)
+    _add_global_flags(sub)
+    if nats_dest is not None:
+        _add_nats_flags(sub, nats_dest)
+    return sub
+
+
 def build_parser() -> argparse.ArgumentParser:
     from services import confgen, quickstart
     from services.node import config as node_config
@@ -108,71 +117,52 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     commands.required = True
 
-    cluster = commands.add_parser("cluster", help="run one cluster role")
-    _add_global_flags(cluster)
-    _add_nats_flags(cluster, "nats_servers")
+    cluster = _add_command(commands, "cluster", "run one cluster role", "nats_servers")
     cluster.add_argument("--prometheus-listen-on", "--metrics-listen", dest="metrics_listen", default=None,
                          metavar="HOST:PORT", help="Prometheus metrics listener")
     roles = cluster.add_subparsers(dest="role", metavar="ROLE", parser_class=_Parser)
     roles.required = True
     for role, (config_module, _, _) in CLUSTER_ROLES.items():
-        sub = roles.add_parser(role, help=ROLE_HELP[role])
-        _add_global_flags(sub)
-        _add_nats_flags(sub, "nats_servers_role")
-        importlib.import_module(config_module).add_arguments(sub)
+        importlib.import_module(config_module).add_arguments(
+            _add_command(roles, role, ROLE_HELP[role], "nats_servers_role"))
 
-    util = commands.add_parser("util", help="operator utilities")
-    _add_global_flags(util)
-    _add_nats_flags(util, "nats_servers")
+    util = _add_command(commands, "util", "operator utilities", "nats_servers")
     utils = util.add_subparsers(dest="util_command", metavar="UTIL", parser_class=_Parser)
     utils.required = True
     for name, (adder, _, _, text) in UTIL_COMMANDS.items():
-        sub = utils.add_parser(name, help=text)
-        _add_global_flags(sub)
-        _add_nats_flags(sub, "nats_servers_role")
-        getattr(util_config, adder)(sub)
+        getattr(util_config, adder)(_add_command(utils, name, text, "nats_servers_role"))
 
-    status = commands.add_parser("status", help="list live cluster members")
-    _add_global_flags(status)
-    _add_nats_flags(status, "nats_servers")
-    util_config.add_status_arguments(status)
-
-    dev_node = commands.add_parser("dev-node", help="run the embedded development node (JSON-RPC on --rpc-listen-on)")
-    _add_global_flags(dev_node)
-    node_config.add_arguments(dev_node)
-
-    conf = commands.add_parser("conf", help="write supervisor programs / systemd units for one machine")
-    _add_global_flags(conf)
-    confgen.add_arguments(conf)
-
-    quick = commands.add_parser("quickstart", help="run a whole local cluster with a dev node under supervisord")
-    _add_global_flags(quick)
-    quickstart.add_arguments(quick)
-
-    export = commands.add_parser("export-piece", help="same as autonomys-export-piece")
-    _add_global_flags(export)
-    util_config.add_export_piece_arguments(export)
+    util_config.add_status_arguments(_add_command(commands, "status", "list live cluster members", "nats_servers"))
+    node_config.add_arguments(
+        _add_command(commands, "dev-node", "run the embedded development node (JSON-RPC on --rpc-listen-on)"))
+    confgen.add_arguments(
+        _add_command(commands, "conf", "write supervisor programs / systemd units for one machine"))
+    quickstart.add_arguments(
+        _add_command(commands, "quickstart", "run a whole local cluster with a dev node under supervisord"))
+    util_config.add_export_piece_arguments(_add_command(commands, "export-piece", "same as autonomys-export-piece"))
     return parser
 
 
 def _common(args: argparse.Namespace) -> CommonArgs:
     urls = list(getattr(args, "nats_servers", None) or []) + list(getattr(args, "nats_servers_role", None) or [])
-    servers, duplicates = dedupe_nats_servers(urls)
-    for url in duplicates:
-        print(f"warning: duplicate --nats-server {url} ignored", file=sys.stderr)
     return CommonArgs(
-        nats_servers=servers,
+        nats_servers=dedupe_nats_servers(urls),
         metrics_listen=parse_listen(getattr(args, "metrics_listen", None), "--prometheus-listen-on"),
         log_level=parse_log_level(getattr(args, "log_level", "info")),
         json_logs=bool(getattr(args, "json_logs", False)),
     )
 
 
-def _service_available(module: str) -> bool:
+def _require_available(module: str, what: str, dry_run: bool) -> None:
+    """A real run needs the command's implementation module (``--dry-run`` does not)."""
+    if dry_run:
+        return
     try:
-        return importlib.util.find_spec(module) is not None
+        available = importlib.util.find_spec(module) is not None
     except ModuleNotFoundError:
-        return False
+        available = False
+    if not available:
+        raise NotAvailable(f"{what}: not available in this build yet")
 
 
 def _load_class(module: str, cls: str, what: str) -> Callable[..., Any]:
@@ -182,27 +172,38 @@ def _load_class(module: str, cls: str, what: str) -> Callable[..., Any]:
         raise NotAvailable(f"{what}: cannot load {module}.{cls}: {exc}") from None
 
 
-def _print_config(config: Any) -> None:
-    print(config.to_json())
+def _print_or_run(config: Any, dry_run: bool, run: Callable[[Any], int]) -> int:
+    """``--dry-run``: print ``config`` as JSON and exit 0; otherwise ``run(config)``."""
+    if dry_run:
+        print(config.to_json())
+        return 0
+    return int(run(config))
 
 
-def _run_service(factory: Callable[..., Any], config: Any) -> int:
-    from services.daemon import configure_logging, run_daemon
+def _run_service(module: str, cls: str, what: str) -> Callable[[Any], int]:
+    """Runner of a daemon: loads ``module.cls`` (lazily, only for a real run) and runs it."""
 
-    configure_logging(config.log_level, config.json_logs)
-    return run_daemon(factory(config))
+    def run(config: Any) -> int:
+        from services.daemon import configure_logging, run_daemon
+
+        factory = _load_class(module, cls, what)
+        configure_logging(config.log_level, config.json_logs)
+        return run_daemon(factory(config))
+
+    return run
+
+
+def _run_main(module: str, what: str) -> Callable[[Any], int]:
+    """Runner of a one-shot command: ``module.main(config)``, loaded lazily."""
+    return lambda config: _load_class(module, "main", what)(config)
 
 
 def _cluster(args: argparse.Namespace, dry_run: bool) -> int:
     role = args.role
     config_module, service_module, service_class = CLUSTER_ROLES[role]
-    if not dry_run and not _service_available(service_module):
-        raise NotAvailable(f"{role}: not available in this build yet")
+    _require_available(service_module, role, dry_run)
     config = importlib.import_module(config_module).from_args(args, _common(args), dry_run)
-    if dry_run:
-        _print_config(config)
-        return 0
-    return _run_service(_load_class(service_module, service_class, role), config)
+    return _print_or_run(config, dry_run, _run_service(service_module, service_class, role))
 
 
 def _util(args: argparse.Namespace, dry_run: bool) -> int:
@@ -210,38 +211,26 @@ def _util(args: argparse.Namespace, dry_run: bool) -> int:
 
     name = args.util_command
     _, builder, impl_module, _ = UTIL_COMMANDS[name]
-    if not dry_run and not _service_available(impl_module):
-        raise NotAvailable(f"util {name}: not available in this build yet")
+    _require_available(impl_module, f"util {name}", dry_run)
     config = getattr(util_config, builder)(args, _common(args), dry_run)
-    if dry_run:
-        _print_config(config)
-        return 0
-    run = _load_class(impl_module, "main", f"util {name}")
-    return int(run(config))
+    return _print_or_run(config, dry_run, _run_main(impl_module, f"util {name}"))
 
 
 def _status(args: argparse.Namespace, dry_run: bool) -> int:
     from services.utils import config as util_config
 
     config = util_config.status_from_args(args, _common(args), dry_run)
-    if dry_run:
-        _print_config(config)
-        return 0
-    return int(_load_class("services.utils.status", "main", "status")(config))
+    return _print_or_run(config, dry_run, _run_main("services.utils.status", "status"))
 
 
 def _dev_node(args: argparse.Namespace, dry_run: bool) -> int:
     from services.node import config as node_config
 
     module, cls = DEV_NODE_SERVICE
-    if not dry_run and not _service_available(module):
-        raise NotAvailable("dev-node: not available in this build yet")
+    _require_available(module, "dev-node", dry_run)
     common = _common(args)
     config = node_config.from_args(args, dry_run, log_level=common.log_level, json_logs=common.json_logs)
-    if dry_run:
-        _print_config(config)
-        return 0
-    return _run_service(_load_class(module, cls, "dev-node"), config)
+    return _print_or_run(config, dry_run, _run_service(module, cls, "dev-node"))
 
 
 def _conf(args: argparse.Namespace, dry_run: bool) -> int:
@@ -263,24 +252,17 @@ def _quickstart(args: argparse.Namespace, dry_run: bool) -> int:
     from services import quickstart
 
     config = quickstart.from_args(args, dry_run, log_level=parse_log_level(getattr(args, "log_level", "info")))
-    if dry_run:
-        _print_config(config)
-        return 0
-    return quickstart.run(config)
+    return _print_or_run(config, dry_run, quickstart.run)
 
 
 def _export_piece(args: argparse.Namespace, dry_run: bool) -> int:
     from services.utils import config as util_config
 
     impl = "services.utils.export_piece"
-    if not dry_run and not _service_available(impl):
-        raise NotAvailable("export-piece: not available in this build yet")
+    _require_available(impl, "export-piece", dry_run)
     common = _common(args)
     config = util_config.export_piece_from_args(args, dry_run, log_level=common.log_level, json_logs=common.json_logs)
-    if dry_run:
-        _print_config(config)
-        return 0
-    return int(_load_class(impl, "main", "export-piece")(config))
+    return _print_or_run(config, dry_run, _run_main(impl, "export-piece"))
 
 
 HANDLERS = {
@@ -297,10 +279,7 @@ HANDLERS = {
 def _guarded(body: Callable[[], int]) -> int:
     try:
         return body()
-    except UsageError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except ConfigError as exc:
+    except (UsageError, ConfigError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except NotAvailable as exc:

@@ -20,18 +20,20 @@ import shutil
 import socket
 import sys
 from pathlib import Path
+from typing import Sequence
 from urllib.parse import urlsplit
 
 import msgspec
 
 from services.config import (
     ConfigError,
+    JsonConfig,
     dedupe_nats_servers,
     parse_int,
     parse_kv_spec,
     parse_node_rpc_url,
+    require_nats_servers,
     ss58_decode,
-    to_json,
 )
 
 MACHINE_ROLES = ("node", "plotter", "storage")
@@ -42,7 +44,7 @@ NATS_CLUSTER_PORT = 4248
 _CPU_LIST = re.compile(r"^\d+(-\d+)?(,\d+(-\d+)?)*$")
 
 
-class ConfGenConfig(msgspec.Struct, frozen=True, kw_only=True):
+class ConfGenConfig(JsonConfig, frozen=True, kw_only=True):
     """One machine's deployment; ``gpu_cpus[i]`` is the numactl CPU list of GPU ``i``."""
 
     machine_role: str
@@ -78,9 +80,6 @@ class ConfGenConfig(msgspec.Struct, frozen=True, kw_only=True):
     reward_address: str | None = None
     farms: tuple[str, ...] = ()
 
-    def to_json(self) -> str:
-        return to_json(self)
-
 
 # --- CPU lists -----------------------------------------------------------------------------
 
@@ -102,19 +101,7 @@ def parse_cpu_list(text: str, what: str = "CPU list") -> list[int]:
 
 def format_cpu_list(cpus: list[int]) -> str:
     """Sorted CPU numbers -> ``0-31,96-127``."""
-    parts: list[str] = []
-    start = prev = None
-    for cpu in sorted(cpus):
-        if start is None:
-            start = prev = cpu
-        elif cpu == prev + 1:
-            prev = cpu
-        else:
-            parts.append(f"{start}-{prev}" if prev != start else str(start))
-            start = prev = cpu
-    if start is not None:
-        parts.append(f"{start}-{prev}" if prev != start else str(start))
-    return ",".join(parts)
+    return ",".join(f"{run[0]}-{run[-1]}" if len(run) > 1 else str(run[0]) for run in _runs(sorted(cpus)))
 
 
 def parse_nvidia_topo(text: str) -> dict[int, list[int]]:
@@ -133,7 +120,8 @@ def parse_nvidia_topo(text: str) -> dict[int, list[int]]:
     return affinity
 
 
-def _runs(cpus: tuple[int, ...]) -> list[list[int]]:
+def _runs(cpus: Sequence[int]) -> list[list[int]]:
+    """Maximal runs of consecutive CPU numbers, in order."""
     runs: list[list[int]] = []
     for cpu in cpus:
         if runs and cpu == runs[-1][-1] + 1:
@@ -226,11 +214,7 @@ def from_args(args: argparse.Namespace) -> ConfGenConfig:
     role = args.machine_role.strip().lower()
     if role not in MACHINE_ROLES:
         raise ConfigError(f"invalid --role {args.machine_role!r}: expected node, plotter or storage")
-    servers, duplicates = dedupe_nats_servers(args.conf_nats_servers or [])
-    for url in duplicates:
-        print(f"warning: duplicate --nats-server {url} ignored", file=sys.stderr)
-    if not servers:
-        raise ConfigError("conf needs at least one --nats-server URL")
+    servers = require_nats_servers(dedupe_nats_servers(args.conf_nats_servers or []), "conf")
     gpus = parse_int(args.gpus, "--gpus", minimum=0, maximum=64)
     cores = parse_int(args.cores_per_gpu, "--cores-per-gpu", minimum=1, maximum=4096)
     gpu_concurrency = None if args.gpu_concurrency is None else parse_int(args.gpu_concurrency, "--gpu-concurrency",

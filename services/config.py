@@ -8,6 +8,7 @@ flags with the helpers below, and prints itself as JSON for ``--dry-run``.
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import ipaddress
 import os
@@ -15,11 +16,10 @@ import socket
 import sys
 from pathlib import Path
 from typing import Iterable
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 import msgspec
 
-DEFAULT_NATS_PORT = 4222
 NATS_SCHEMES = ("nats", "tls", "ws", "wss")
 NODE_RPC_SCHEMES = ("ws", "wss", "http", "https")
 LOG_LEVELS = ("trace", "debug", "info", "warning", "error", "critical")
@@ -49,7 +49,14 @@ class ConfigError(ValueError):
     """Invalid operator input; the message names the bad value and fits on one line."""
 
 
-class RoleConfig(msgspec.Struct, frozen=True, kw_only=True):
+class JsonConfig(msgspec.Struct, frozen=True, kw_only=True):
+    """Base of every configuration struct: prints itself as indented JSON (``--dry-run``)."""
+
+    def to_json(self) -> str:
+        return msgspec.json.format(msgspec.json.encode(self), indent=2).decode()
+
+
+class RoleConfig(JsonConfig, frozen=True, kw_only=True):
     """Fields every cluster daemon has; role configs subclass this."""
 
     role: str
@@ -58,12 +65,6 @@ class RoleConfig(msgspec.Struct, frozen=True, kw_only=True):
     metrics_listen: str | None = None
     log_level: str = "info"
     json_logs: bool = False
-
-    def to_dict(self) -> dict:
-        return msgspec.to_builtins(self)
-
-    def to_json(self) -> str:
-        return msgspec.json.format(msgspec.json.encode(self), indent=2).decode()
 
 
 class CommonArgs(msgspec.Struct, frozen=True, kw_only=True):
@@ -75,20 +76,18 @@ class CommonArgs(msgspec.Struct, frozen=True, kw_only=True):
     json_logs: bool = False
 
     def role_fields(self) -> dict:
-        return {
-            "nats_servers": self.nats_servers,
-            "metrics_listen": self.metrics_listen,
-            "log_level": self.log_level,
-            "json_logs": self.json_logs,
-        }
-
-
-def to_json(obj: msgspec.Struct) -> str:
-    """Indented JSON of any config struct (``--dry-run`` output)."""
-    return msgspec.json.format(msgspec.json.encode(obj), indent=2).decode()
+        """These options as keyword arguments of a :class:`RoleConfig`."""
+        return msgspec.structs.asdict(self)
 
 
 # --- names and addresses -------------------------------------------------------------------
+
+
+def require_nats_servers(servers: tuple[str, ...], who: str, flag: str = "--nats-server") -> tuple[str, ...]:
+    """``servers`` unless empty: ``who`` (a role or command) cannot work without NATS."""
+    if not servers:
+        raise ConfigError(f"{who} needs at least one {flag} URL")
+    return servers
 
 
 def default_instance(role: str, suffix: str | None = None) -> str:
@@ -97,45 +96,43 @@ def default_instance(role: str, suffix: str | None = None) -> str:
     return f"{name}-{suffix}" if suffix else name
 
 
-def parse_nats_url(url: str) -> str:
-    """Validate a NATS server URL (``nats://host:port``); returns it stripped."""
+def _parse_server_url(url: str, schemes: tuple[str, ...], what: str, example: str) -> tuple[str, SplitResult]:
+    """Stripped ``url`` and its parts when its scheme is one of ``schemes`` with a host and a
+    valid port; ``what`` names it in the error (``NATS server URL``)."""
     text = url.strip()
     parts = urlsplit(text)
-    if parts.scheme not in NATS_SCHEMES or not parts.hostname:
-        raise ConfigError(f"invalid NATS server URL {url!r}: expected nats://HOST:PORT")
+    if parts.scheme not in schemes or not parts.hostname:
+        raise ConfigError(f"invalid {what} {url!r}: expected {example}")
     try:
         parts.port
     except ValueError:
-        raise ConfigError(f"invalid port in NATS server URL {url!r}") from None
+        raise ConfigError(f"invalid port in {what} {url!r}") from None
+    return text, parts
+
+
+def parse_nats_url(url: str) -> str:
+    """Validate a NATS server URL (``nats://host:port``); returns it stripped."""
+    text, parts = _parse_server_url(url, NATS_SCHEMES, "NATS server URL", "nats://HOST:PORT")
     if parts.path not in ("", "/") or parts.query or parts.fragment:
         raise ConfigError(f"invalid NATS server URL {url!r}: unexpected path or query")
     return text
 
 
-def dedupe_nats_servers(urls: Iterable[str]) -> tuple[tuple[str, ...], list[str]]:
-    """Validate and de-duplicate (order kept); returns (servers, duplicates dropped)."""
+def dedupe_nats_servers(urls: Iterable[str]) -> tuple[str, ...]:
+    """Validate and de-duplicate (order kept); a duplicate is dropped with a warning."""
     seen: list[str] = []
-    duplicates: list[str] = []
     for url in urls:
         clean = parse_nats_url(url)
         if clean in seen:
-            duplicates.append(clean)
+            print(f"warning: duplicate --nats-server {clean} ignored", file=sys.stderr)
         else:
             seen.append(clean)
-    return tuple(seen), duplicates
+    return tuple(seen)
 
 
 def parse_node_rpc_url(url: str) -> str:
     """Validate a node JSON-RPC URL (``ws://host:port``, as in the manual; http(s) also taken)."""
-    text = url.strip()
-    parts = urlsplit(text)
-    if parts.scheme not in NODE_RPC_SCHEMES or not parts.hostname:
-        raise ConfigError(f"invalid node RPC URL {url!r}: expected ws://HOST:PORT")
-    try:
-        parts.port
-    except ValueError:
-        raise ConfigError(f"invalid port in node RPC URL {url!r}") from None
-    return text
+    return _parse_server_url(url, NODE_RPC_SCHEMES, "node RPC URL", "ws://HOST:PORT")[0]
 
 
 def parse_port(value: str | int, what: str = "port") -> int:
@@ -166,11 +163,11 @@ def parse_host_port(value: str, what: str = "listen address", allow_zero_port: b
     return host, parse_port(port_text, what=f"port in {what} {value!r}")
 
 
-def parse_listen(value: str | None, what: str) -> str | None:
+def parse_listen(value: str | None, what: str, allow_zero_port: bool = False) -> str | None:
     """Validated ``HOST:PORT`` kept as a string (config fields stay JSON-friendly)."""
     if value is None:
         return None
-    host, port = parse_host_port(value, what)
+    host, port = parse_host_port(value, what, allow_zero_port=allow_zero_port)
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
@@ -196,6 +193,17 @@ def parse_int(value: str | int, what: str, minimum: int | None = None, maximum: 
     if maximum is not None and number > maximum:
         raise ConfigError(f"invalid {what} {value!r}: must be <= {maximum}")
     return number
+
+
+def parse_seconds(value: str, what: str) -> float:
+    """A positive duration in seconds (``--timeout 30``, ``2.5``)."""
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise ConfigError(f"invalid {what} {value!r}: expected seconds") from None
+    if seconds <= 0:
+        raise ConfigError(f"invalid {what} {value!r}: must be > 0")
+    return seconds
 
 
 def parse_size(value: str, what: str = "size") -> int:
@@ -395,6 +403,50 @@ def parse_cache_group(value: str) -> str:
     if not group or any(c in group for c in " .*>"):
         raise ConfigError(f"invalid --cache-group {value!r}: no spaces, dots, '*' or '>'")
     return group
+
+
+
+def parse_optional_cache_group(value: str | None) -> str | None:
+    """``--cache-group`` where leaving it out means "any" (None)."""
+    return None if value is None else parse_cache_group(value)
+
+
+class CacheRoleConfig(RoleConfig, frozen=True, kw_only=True):
+    """A cache role (sharded-cache, full-piece-sharded-cache). ``paths``: one or more cache
+    directories; ``listen``: TCP data plane listener; ``advertise_host``: address other machines
+    use to reach it (None: detected at start)."""
+
+    paths: tuple[DataDir, ...] = ()
+    cache_group: str = "default"
+    listen: str = ""
+    advertise_host: str | None = None
+
+
+def add_cache_arguments(parser: argparse.ArgumentParser, role: str, default_listen: str, paths_help: str) -> None:
+    """Command line of a cache role: ``path=DIR[,size=SIZE] ... [--cache-group] [--listen-on] ...``."""
+    parser.add_argument("paths", nargs="+", metavar="path=DIR[,size=SIZE]", help=paths_help)
+    parser.add_argument("--cache-group", default="default", metavar="NAME", help="cache group (default 'default')")
+    parser.add_argument("--listen-on", default=default_listen, metavar="HOST:PORT",
+                        help=f"TCP data plane listener (default {default_listen})")
+    parser.add_argument("--advertise-host", default=None, metavar="HOST", help="address peers connect to")
+    parser.add_argument("--instance", metavar="NAME", help=f"instance name (default HOSTNAME-{role})")
+
+
+def cache_config_from_args(config_type: type[CacheRoleConfig], role: str, args: argparse.Namespace,
+                           common: CommonArgs, dry_run: bool) -> CacheRoleConfig:
+    """``config_type`` (a :class:`CacheRoleConfig`) from the flags of :func:`add_cache_arguments`."""
+    require_nats_servers(common.nats_servers, role)
+    paths = tuple(parse_cache_dir(p, role, create=not dry_run) for p in args.paths)
+    if len({d.path for d in paths}) != len(paths):
+        raise ConfigError(f"{role}: the same path is given twice in {' '.join(args.paths)!r}")
+    return config_type(
+        **common.role_fields(),
+        instance=args.instance or default_instance(role),
+        paths=paths,
+        cache_group=parse_cache_group(args.cache_group),
+        listen=parse_listen(args.listen_on, "--listen-on"),
+        advertise_host=args.advertise_host,
+    )
 
 
 def parse_backend(value: str) -> str:

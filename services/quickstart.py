@@ -32,12 +32,12 @@ import msgspec
 
 from services.config import (
     AUTONOMYS_SS58_PREFIX,
-    ConfigError,
+    JsonConfig,
     check_directory,
     parse_int,
+    parse_seconds,
     ss58_decode,
     ss58_encode,
-    to_json,
 )
 
 # Well-known development key ("Alice"); rewards on a dev chain are worthless anyway.
@@ -60,7 +60,7 @@ DEFAULT_STOP_WAIT_S = 30
 SHUTDOWN_GRACE_S = 240.0
 
 
-class QuickstartConfig(msgspec.Struct, frozen=True, kw_only=True):
+class QuickstartConfig(JsonConfig, frozen=True, kw_only=True):
     data_dir: str
     exit_after_blocks: int | None = None
     timeout_s: float | None = None
@@ -71,9 +71,6 @@ class QuickstartConfig(msgspec.Struct, frozen=True, kw_only=True):
     reward_address: str = DEV_REWARD_ADDRESS
     progress_interval_s: float = 5.0
     log_level: str = "info"
-
-    def to_json(self) -> str:
-        return to_json(self)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -94,20 +91,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def from_args(args: argparse.Namespace, dry_run: bool, log_level: str = "info") -> QuickstartConfig:
-    timeout = None
-    if args.timeout is not None:
-        try:
-            timeout = float(args.timeout)
-        except ValueError:
-            raise ConfigError(f"invalid --timeout {args.timeout!r}: expected seconds") from None
-        if timeout <= 0:
-            raise ConfigError(f"invalid --timeout {args.timeout!r}: must be > 0")
-    try:
-        interval = float(args.progress_interval)
-    except ValueError:
-        raise ConfigError(f"invalid --progress-interval {args.progress_interval!r}") from None
-    if interval <= 0:
-        raise ConfigError(f"invalid --progress-interval {args.progress_interval!r}: must be > 0")
+    timeout = None if args.timeout is None else parse_seconds(args.timeout, "--timeout")
+    interval = parse_seconds(args.progress_interval, "--progress-interval")
     ss58_decode(args.reward_address)
     return QuickstartConfig(
         data_dir=check_directory(args.data_dir, "--data-dir", create=not dry_run),
@@ -464,12 +449,17 @@ def run(config: QuickstartConfig) -> int:
                       f"{layout.path('logs', 'supervisord.log')}", file=sys.stderr)
                 return 1
             now = time.monotonic()
-            blocks = count_blocks(layout.blocks_file) - baseline
-            if config.exit_after_blocks is not None and blocks >= config.exit_after_blocks:
-                print(f"quickstart: {blocks} blocks authored in this run "
-                      f"(wanted {config.exit_after_blocks}); stopping")
-                break
+            # blocks.jsonl grows all run long: read it only when a condition needs the count
+            blocks = None
+            if config.exit_after_blocks is not None:
+                blocks = count_blocks(layout.blocks_file) - baseline
+                if blocks >= config.exit_after_blocks:
+                    print(f"quickstart: {blocks} blocks authored in this run "
+                          f"(wanted {config.exit_after_blocks}); stopping")
+                    break
             if config.timeout_s is not None and now - start >= config.timeout_s:
+                if blocks is None:
+                    blocks = count_blocks(layout.blocks_file) - baseline
                 wanted = f" of {config.exit_after_blocks}" if config.exit_after_blocks is not None else ""
                 failed = _fatal_programs(layout, log_offset)
                 extra = f"; failed programs: {', '.join(failed)}" if failed else ""

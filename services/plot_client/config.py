@@ -18,9 +18,10 @@ from services.config import (
     RoleConfig,
     check_directory,
     default_instance,
-    parse_cache_group,
+    parse_optional_cache_group,
     parse_int,
     parse_kv_spec,
+    require_nats_servers,
     ss58_decode,
 )
 
@@ -73,8 +74,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def from_args(args: argparse.Namespace, common: CommonArgs, dry_run: bool) -> PlotClientConfig:
-    if not common.nats_servers:
-        raise ConfigError(f"{ROLE} needs at least one --nats-server URL")
+    require_nats_servers(common.nats_servers, ROLE)
     prefix, public_key = ss58_decode(args.reward_address)
     farms = tuple(parse_farm(text, create=not dry_run) for text in args.farms)
     seen: set[str] = set()
@@ -89,6 +89,6 @@ def from_args(args: argparse.Namespace, common: CommonArgs, dry_run: bool) -> Pl
         reward_address_prefix=prefix,
         reward_public_key=public_key.hex(),
         farms=farms,
-        cache_group=parse_cache_group(args.cache_group) if args.cache_group is not None else None,
+        cache_group=parse_optional_cache_group(args.cache_group),
         plotting_concurrency=parse_int(args.plotting_concurrency, "--plotting-concurrency", minimum=1, maximum=256),
     )

@@ -15,16 +15,16 @@ import msgspec
 
 from services.config import (
     CommonArgs,
-    ConfigError,
     RoleConfig,
     check_directory,
     default_instance,
     gpu_environment,
     parse_backend,
-    parse_cache_group,
+    parse_optional_cache_group,
     parse_host_port,
     parse_int,
     parse_port,
+    require_nats_servers,
 )
 
 ROLE = "plot-server"
@@ -65,8 +65,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def from_args(args: argparse.Namespace, common: CommonArgs, dry_run: bool) -> PlotServerConfig:
-    if not common.nats_servers:
-        raise ConfigError(f"{ROLE} needs at least one --nats-server URL")
+    require_nats_servers(common.nats_servers, ROLE)
     port = parse_port(args.listen_port, "--listen-port")
     host, _ = parse_host_port(f"{args.listen_host}:{port}", "--listen-host")
     if args.record_encoding_concurrency is None:
@@ -84,7 +83,7 @@ def from_args(args: argparse.Namespace, common: CommonArgs, dry_run: bool) -> Pl
         advertise_host=args.advertise_host,
         record_encoding_concurrency=concurrency,
         priority_cache=bool(args.priority_cache),
-        cache_group=parse_cache_group(args.cache_group) if args.cache_group is not None else None,
+        cache_group=parse_optional_cache_group(args.cache_group),
         backend=parse_backend(args.backend),
         cuda_visible_devices=cuda,
         gpu_concurrency=gpu_concurrency,

@@ -12,12 +12,12 @@ import msgspec
 
 from services.config import (
     CommonArgs,
-    ConfigError,
     RoleConfig,
     default_instance,
     gpu_environment,
     parse_backend,
     parse_int,
+    require_nats_servers,
 )
 
 ROLE = "proof-server"
@@ -41,8 +41,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def from_args(args: argparse.Namespace, common: CommonArgs, dry_run: bool) -> ProofServerConfig:
-    if not common.nats_servers:
-        raise ConfigError(f"{ROLE} needs at least one --nats-server URL")
+    require_nats_servers(common.nats_servers, ROLE)
     cuda, gpu_concurrency = gpu_environment()
     return ProofServerConfig(
         **common.role_fields(),

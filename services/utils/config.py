@@ -11,18 +11,18 @@ import argparse
 import os
 from urllib.parse import urlsplit, urlunsplit
 
-import msgspec
-
 from services.config import (
     CommonArgs,
     ConfigError,
+    JsonConfig,
     check_directory,
     check_file,
-    parse_cache_group,
     parse_int,
     parse_log_level,
     parse_node_rpc_url,
-    to_json,
+    parse_optional_cache_group,
+    parse_seconds,
+    require_nats_servers,
 )
 
 CACHE_ITEM_TYPES = ("piece", "split-parity-piece")
@@ -30,14 +30,11 @@ DEFAULT_EXPORT_DIR = "full-cache-tmp"
 DEFAULT_PIECES_IN_SECTOR = 1000  # mainnet max_pieces_in_sector
 
 
-class UtilConfig(msgspec.Struct, frozen=True, kw_only=True):
+class UtilConfig(JsonConfig, frozen=True, kw_only=True):
     command: str
     nats_servers: tuple[str, ...] = ()
     log_level: str = "info"
     json_logs: bool = False
-
-    def to_json(self) -> str:
-        return to_json(self)
 
 
 class ReinitializationCacheConfig(UtilConfig, frozen=True, kw_only=True):
@@ -76,7 +73,7 @@ class StatusConfig(UtilConfig, frozen=True, kw_only=True):
     timeout_s: float = 10.0
 
 
-class ExportPieceConfig(msgspec.Struct, frozen=True, kw_only=True):
+class ExportPieceConfig(JsonConfig, frozen=True, kw_only=True):
     """``autonomys-export-piece``: rebuild history pieces from an archival node into ``output_dir``.
 
     ``node_url`` comes from ``NODE_URL`` (the manual uses ``http://HOST:9944``); the WebSocket
@@ -92,14 +89,6 @@ class ExportPieceConfig(msgspec.Struct, frozen=True, kw_only=True):
     last_segment: int | None = None
     log_level: str = "info"
     json_logs: bool = False
-
-    def to_json(self) -> str:
-        return to_json(self)
-
-
-def _groups(args: argparse.Namespace) -> str | None:
-    value = getattr(args, "cache_group", None)
-    return parse_cache_group(value) if value is not None else None
 
 
 def add_reinitialization_cache_arguments(parser: argparse.ArgumentParser) -> None:
@@ -123,8 +112,7 @@ def add_verify_piece_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _need_nats(command: str, common: CommonArgs) -> None:
-    if not common.nats_servers:
-        raise ConfigError(f"util {command} needs at least one --nats-servers URL")
+    require_nats_servers(common.nats_servers, f"util {command}", flag="--nats-servers")
 
 
 def reinitialization_cache_from_args(args, common: CommonArgs, dry_run: bool) -> ReinitializationCacheConfig:
@@ -132,7 +120,7 @@ def reinitialization_cache_from_args(args, common: CommonArgs, dry_run: bool) ->
     return ReinitializationCacheConfig(
         nats_servers=common.nats_servers, log_level=common.log_level, json_logs=common.json_logs,
         delay_s=parse_int(args.delay, "--delay", minimum=0, maximum=86_400),
-        cache_group=_groups(args),
+        cache_group=parse_optional_cache_group(args.cache_group),
     )
 
 
@@ -148,7 +136,7 @@ def sharded_cache_benchmark_from_args(args, common: CommonArgs, dry_run: bool) -
         epochs=parse_int(args.epoch, "--epoch", minimum=1, maximum=1_000_000),
         cache_item_type=item_type,
         pieces_in_sector=parse_int(args.pieces_in_sector, "--pieces-in-sector", minimum=1, maximum=65535),
-        cache_group=_groups(args),
+        cache_group=parse_optional_cache_group(args.cache_group),
     )
 
 
@@ -156,7 +144,7 @@ def verify_piece_from_args(args, common: CommonArgs, dry_run: bool) -> VerifyPie
     _need_nats("verify-piece", common)
     return VerifyPieceConfig(
         nats_servers=common.nats_servers, log_level=common.log_level, json_logs=common.json_logs,
-        cache_group=_groups(args),
+        cache_group=parse_optional_cache_group(args.cache_group),
         kzg_params=check_file(args.kzg_params, "--kzg-params") if args.kzg_params else None,
     )
 
@@ -168,14 +156,8 @@ def add_status_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def status_from_args(args, common: CommonArgs, dry_run: bool) -> StatusConfig:
-    if not common.nats_servers:
-        raise ConfigError("status needs at least one --nats-server URL")
-    try:
-        timeout = float(args.status_timeout)
-    except ValueError:
-        raise ConfigError(f"invalid --timeout {args.status_timeout!r}: expected seconds") from None
-    if timeout <= 0:
-        raise ConfigError(f"invalid --timeout {args.status_timeout!r}: must be > 0")
+    require_nats_servers(common.nats_servers, "status")
+    timeout = parse_seconds(args.status_timeout, "--timeout")
     return StatusConfig(nats_servers=common.nats_servers, log_level=common.log_level, json_logs=common.json_logs,
                         json_output=bool(args.json_output), timeout_s=timeout)
 

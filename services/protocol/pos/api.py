@@ -16,19 +16,11 @@ from .chacha8 import f1_some
 from .cpu_backend import build_tables_cpu
 from .matching import SQUARE_TERMS
 from .matching import has_match as _has_match_kernel
-from .params import POS_BACKEND_ENV, proof_size, validate_k, y_bits
+from .params import POS_BACKEND_ENV, check_seed, proof_size, validate_k, y_bits
 from .tables import Tables, check_challenge_index, quality_of_proof
 from .verify import verify_packed
 
 BACKENDS = ("cpu", "gpu", "auto")
-
-
-def _check_seed(seed: bytes) -> bytes:
-    if not isinstance(seed, (bytes, bytearray, memoryview)):
-        raise ValueError(f"PoS seed must be bytes, got {type(seed).__name__}")
-    if len(seed) != 32:
-        raise ValueError(f"PoS seed must be 32 bytes, got {len(seed)}")
-    return bytes(seed)
 
 
 @functools.cache
@@ -60,7 +52,7 @@ def resolve_backend(backend: str | None) -> str:
 
 def create_tables(seed: bytes, k: int = 20, backend: str | None = None) -> Tables:
     """Build tables 1..7 for ``seed`` (32 bytes) at size ``k``."""
-    seed = _check_seed(seed)
+    seed = check_seed(seed)
     validate_k(k)
     chosen = resolve_backend(backend)
     if chosen == "gpu":
@@ -75,7 +67,7 @@ def verify(seed: bytes, challenge_index: int, proof: bytes, k: int = 20) -> bool
 
     A proof of the wrong length raises ValueError (it is malformed input, not an invalid proof).
     """
-    seed = _check_seed(seed)
+    seed = check_seed(seed)
     validate_k(k)
     challenge_index = check_challenge_index(challenge_index)
     if len(proof) != proof_size(k):
@@ -113,7 +105,7 @@ def proof_hash(proof: bytes) -> bytes:
 
 def compute_f1(x: int, seed: bytes, k: int = 20) -> int:
     """y = f1(x) for one x (spec 02 §3)."""
-    seed = _check_seed(seed)
+    seed = check_seed(seed)
     validate_k(k)
     if not 0 <= x < (1 << k):
         raise ValueError(f"x={x} is not a {k}-bit value")

@@ -36,14 +36,6 @@ class TableArrays:
 
 
 @njit(cache=True, nogil=True)
-def _gather_u32(values, order):
-    out = np.empty(order.shape[0], dtype=np.uint32)
-    for i in range(order.shape[0]):
-        out[i] = values[order[i]]
-    return out
-
-
-@njit(cache=True, nogil=True)
 def _gather_u64(values, order):
     out = np.empty(order.shape[0], dtype=np.uint64)
     for i in range(order.shape[0]):
@@ -58,14 +50,6 @@ def _gather_children(left, right, order, children, offset):
         children[offset + 2 * i + 1] = right[order[i]]
 
 
-@njit(cache=True, nogil=True)
-def _table1_metadata(x):
-    out = np.empty(x.shape[0], dtype=np.uint64)
-    for i in range(x.shape[0]):
-        out[i] = x[i]
-    return out
-
-
 def build_tables_cpu(seed: bytes, k: int) -> TableArrays:
     n_buckets = num_buckets(k)
     seed_array = np.frombuffer(seed, dtype=np.uint8)
@@ -73,7 +57,7 @@ def build_tables_cpu(seed: bytes, k: int) -> TableArrays:
     order, y, bucket_start = bucketize(f1_ys, n_buckets)
     x = order  # table-1 creation index is x itself
     meta_hi = np.zeros(x.shape[0], dtype=np.uint64)
-    meta_lo = _table1_metadata(x)
+    meta_lo = x.astype(np.uint64)
     ys = [y]
     parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
     for table in range(2, 8):

@@ -13,7 +13,6 @@ PARAM_C = 127
 PARAM_BC = PARAM_B * PARAM_C  # 15_113
 MAX_BUCKET_SIZE = 512  # = REDUCED_BUCKET_SIZE = REDUCED_MATCHES_COUNT
 PROOF_X_COUNT = 64
-NUM_TABLES = 7
 
 # y must fit a 32-bit word (K + 6 <= 32) and every Fn input one 64-byte BLAKE3 block held in a
 # 256-bit buffer (K + 6 + 8K <= 256); below 10 the tables are too small to mean anything.
@@ -28,6 +27,15 @@ def validate_k(k: int) -> int:
     if not MIN_K <= k <= MAX_K:
         raise ValueError(f"PoS K={k} unsupported: must be in {MIN_K}..{MAX_K}")
     return k
+
+
+def check_seed(seed: bytes) -> bytes:
+    """Return the 32-byte PoS ``seed`` as bytes, else raise ValueError."""
+    if not isinstance(seed, (bytes, bytearray, memoryview)):
+        raise ValueError(f"PoS seed must be bytes, got {type(seed).__name__}")
+    if len(seed) != 32:
+        raise ValueError(f"PoS seed must be 32 bytes, got {len(seed)}")
+    return bytes(seed)
 
 
 def y_bits(k: int) -> int:
@@ -52,17 +60,4 @@ def proof_size(k: int) -> int:
     return PROOF_X_COUNT * k // 8
 
 
-def fn_input_bits(k: int, table: int) -> int:
-    """Bits hashed by Fn of ``table`` (2..7): y_L ‖ meta_L ‖ meta_R."""
-    return y_bits(k) + 2 * metadata_size_bits(k, table - 1)
-
-
-def challenge_target(challenge_index: int, k: int) -> int:
-    """Top K bits of u32_be(u32_le(challenge_index)) (spec 02 section 2)."""
-    if isinstance(challenge_index, bool) or not isinstance(challenge_index, int):
-        raise ValueError(f"challenge_index must be an int, got {challenge_index!r}")
-    if not 0 <= challenge_index < (1 << 32):
-        raise ValueError(f"challenge_index {challenge_index} is not a u32")
-    swapped = int.from_bytes(challenge_index.to_bytes(4, "little"), "big")
-    return swapped >> (32 - k)
 POS_BACKEND_ENV = "AUTONOMYS_POS_BACKEND"

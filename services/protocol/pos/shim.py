@@ -13,18 +13,13 @@ import numpy as np
 
 from ..constants import POS_PROOF_SIZE, RECORD_NUM_S_BUCKETS
 from ..hashes import blake3_hash
-from .params import challenge_target
-
-
-def _check_seed(seed: bytes) -> bytes:
-    if not isinstance(seed, (bytes, bytearray, memoryview)) or len(seed) != 32:
-        raise ValueError(f"PoS seed must be 32 bytes, got {seed!r:.80}")
-    return bytes(seed)
+from .params import check_seed
+from .tables import check_challenge_index
 
 
 def shim_find_proof(seed: bytes, challenge_index: int) -> bytes | None:
-    seed = _check_seed(seed)
-    challenge_target(challenge_index, 20)  # validates the u32
+    seed = check_seed(seed)
+    challenge_index = check_challenge_index(challenge_index)
     quality = blake3_hash(challenge_index.to_bytes(4, "little"))
     if int.from_bytes(quality, "little") % 3 == 0:
         return None
@@ -45,7 +40,7 @@ class ShimTables:
     backend = "shim"
 
     def __init__(self, seed: bytes) -> None:
-        self.seed = _check_seed(seed)
+        self.seed = check_seed(seed)
 
     @property
     def proof_size(self) -> int:

@@ -10,7 +10,7 @@ import numpy as np
 
 from ..constants import RECORD_NUM_S_BUCKETS
 from .cpu_backend import TableArrays
-from .params import PROOF_X_COUNT, proof_size
+from .params import proof_size
 from .proofs import (
     first_proof,
     first_proofs_for_challenges,
@@ -131,4 +131,4 @@ class Tables:
         return self.find_first_proofs(_ALL_S_BUCKETS)
 
 
-__all__ = ["Tables", "quality_of_proof", "PROOF_X_COUNT"]
+__all__ = ["Tables", "quality_of_proof", "check_challenge_index"]
