@@ -57,11 +57,10 @@ from services.protocol.scale import (
     encode_vec,
 )
 from services.protocol.segments import ArchivedBlockProgress, LastArchivedBlock, SegmentHeader
+from services.protocol.validation import U32_MAX
 
 T = TypeVar("T")
 R_ = TypeVar("R_")
-
-U32_MAX = (1 << 32) - 1
 
 # SegmentItem variant indexes (spec 01 section 9.1).
 ITEM_PADDING = 0
@@ -277,11 +276,15 @@ def _parallel_map(function: Callable[[T], R_], items: Iterable[T]) -> list[R_]:
         return list(pool.map(function, items))
 
 
+def _map_columns(function: Callable[[np.ndarray], np.ndarray], columns: np.ndarray) -> np.ndarray:
+    """``function`` of consecutive row blocks of ``columns`` (one block per thread), concatenated."""
+    parts = [p for p in np.array_split(np.arange(columns.shape[0]), _worker_count()) if len(p)]
+    return np.concatenate(_parallel_map(lambda idx: function(columns[idx[0] : idx[-1] + 1]), parts))
+
+
 def _extend_columns(erasure_coding, source: np.ndarray) -> np.ndarray:  # noqa: ANN001
     """Parity of every (n, 32) column of a (batch, n, 32) array, split across threads."""
-    parts = np.array_split(np.arange(source.shape[0]), _worker_count())
-    chunks = _parallel_map(lambda idx: erasure_coding.extend_array(source[idx[0] : idx[-1] + 1]), [p for p in parts if len(p)])
-    return np.concatenate(chunks)
+    return _map_columns(erasure_coding.extend_array, source)
 
 
 # ============================================================================================
@@ -554,11 +557,8 @@ def _reconstruct_records(kzg, erasure_coding, pieces: Sequence[Piece | None]):  
     for j, piece in enumerate(pieces):
         if piece is not None:
             shards[:, j] = np.frombuffer(piece.record, dtype=np.uint8).reshape(RECORD_NUM_CHUNKS, SCALAR_FULL_BYTES)
-    parts = [p for p in np.array_split(np.arange(RECORD_NUM_CHUNKS), _worker_count()) if len(p)]
     try:
-        recovered = np.concatenate(
-            _parallel_map(lambda idx: erasure_coding.recover_array(shards[idx[0] : idx[-1] + 1], present), parts)
-        )
+        recovered = _map_columns(lambda block: erasure_coding.recover_array(block, present), shards)
     except ValueError as exc:
         raise ArchiverError(f"data shards reconstruction failed: {exc}") from None
     del shards

@@ -26,16 +26,15 @@ from numba import njit
 from services.protocol.constants import RECORD_NUM_S_BUCKETS, SCALAR_FULL_BYTES
 from services.protocol.hashes import blake3_hash, blake3_hash_list, blake3_hash_with_key
 from services.protocol.sector import SectorMetadata, plot_sector_offset, sector_contents_map_size, sector_size
+from services.protocol.validation import U64_MAX
 
-U64_MAX = (1 << 64) - 1
 POT_OUTPUT_SIZE = 16
 CHALLENGE_SIZE = 32
 
 _IV = np.array(
     [0x6A09E667, 0xBB67AE85, 0x3C6EF372, 0xA54FF53A, 0x510E527F, 0x9B05688C, 0x1F83D9AB, 0x5BE0CD19],
     dtype=np.uint32,
-)
-_FULL_IV = _IV  # plain-hash chaining value of the first block
+)  # also the plain-hash chaining value of the first block
 _MSG_PERMUTATION = (2, 6, 3, 10, 7, 0, 4, 13, 1, 11, 12, 5, 9, 14, 15, 8)
 
 
@@ -77,7 +76,8 @@ def global_challenge_from_pot_output(pot_output: bytes, slot: int) -> bytes:
     return derive_global_challenge(derive_global_randomness(pot_output), slot)
 
 
-def _xor32(a: bytes, b: bytes) -> bytes:
+def xor32(a: bytes, b: bytes) -> bytes:
+    """Byte-wise XOR of two 32-byte strings."""
     return (int.from_bytes(a, "little") ^ int.from_bytes(b, "little")).to_bytes(32, "little")
 
 
@@ -86,7 +86,7 @@ def sector_slot_challenge(sector_id: bytes, global_challenge: bytes) -> bytes:
         raise ValueError(f"sector id must be 32 bytes, got {len(sector_id)}")
     if len(global_challenge) != CHALLENGE_SIZE:
         raise ValueError(f"global challenge must be {CHALLENGE_SIZE} bytes, got {len(global_challenge)}")
-    return _xor32(sector_id, global_challenge)
+    return xor32(sector_id, global_challenge)
 
 
 def s_bucket_audit_index(sector_slot_challenge_bytes: bytes) -> int:
@@ -150,6 +150,20 @@ def _g_lanes(v, a, b, c, d, m, x, y):
         v[d, lane] = vd
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _rounds_lanes(v, m, schedule):
+    for r in range(7):
+        s = schedule[r]
+        _g_lanes(v, 0, 4, 8, 12, m, s[0], s[1])
+        _g_lanes(v, 1, 5, 9, 13, m, s[2], s[3])
+        _g_lanes(v, 2, 6, 10, 14, m, s[4], s[5])
+        _g_lanes(v, 3, 7, 11, 15, m, s[6], s[7])
+        _g_lanes(v, 0, 5, 10, 15, m, s[8], s[9])
+        _g_lanes(v, 1, 6, 11, 12, m, s[10], s[11])
+        _g_lanes(v, 2, 7, 8, 13, m, s[12], s[13])
+        _g_lanes(v, 3, 4, 9, 14, m, s[14], s[15])
+
+
 @njit(cache=True, nogil=True)
 def _audit_values_kernel(words, chunk_keys, key_words, iv, schedule, flags, out):
     """``out[i]`` = u64 LE of the first 8 bytes of keyed BLAKE3(key_words[chunk_keys[i]], chunk i).
@@ -177,34 +191,11 @@ def _audit_values_kernel(words, chunk_keys, key_words, iv, schedule, flags, out)
             v[13, lane] = 0
             v[14, lane] = 32
             v[15, lane] = flags
-        for r in range(7):
-            s = schedule[r]
-            _g_lanes(v, 0, 4, 8, 12, m, s[0], s[1])
-            _g_lanes(v, 1, 5, 9, 13, m, s[2], s[3])
-            _g_lanes(v, 2, 6, 10, 14, m, s[4], s[5])
-            _g_lanes(v, 3, 7, 11, 15, m, s[6], s[7])
-            _g_lanes(v, 0, 5, 10, 15, m, s[8], s[9])
-            _g_lanes(v, 1, 6, 11, 12, m, s[10], s[11])
-            _g_lanes(v, 2, 7, 8, 13, m, s[12], s[13])
-            _g_lanes(v, 3, 4, 9, 14, m, s[14], s[15])
+        _rounds_lanes(v, m, schedule)
         for lane in range(count):
             low = np.uint64(v[0, lane] ^ v[8, lane])
             high = np.uint64(v[1, lane] ^ v[9, lane])
             out[base + lane] = low | (high << np.uint64(32))
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _rounds_lanes(v, m, schedule):
-    for r in range(7):
-        s = schedule[r]
-        _g_lanes(v, 0, 4, 8, 12, m, s[0], s[1])
-        _g_lanes(v, 1, 5, 9, 13, m, s[2], s[3])
-        _g_lanes(v, 2, 6, 10, 14, m, s[4], s[5])
-        _g_lanes(v, 3, 7, 11, 15, m, s[6], s[7])
-        _g_lanes(v, 0, 5, 10, 15, m, s[8], s[9])
-        _g_lanes(v, 1, 6, 11, 12, m, s[10], s[11])
-        _g_lanes(v, 2, 7, 8, 13, m, s[12], s[13])
-        _g_lanes(v, 3, 4, 9, 14, m, s[14], s[15])
 
 
 @njit(cache=True, nogil=True)
@@ -264,7 +255,7 @@ def blake3_hash_rows(rows: np.ndarray) -> np.ndarray:
     padded = np.zeros((n, padded_len), dtype=np.uint8)
     padded[:, :length] = rows
     out = np.empty((n, 8), dtype=np.uint32)
-    _hash_messages_kernel(padded.view("<u4"), length, _FULL_IV, _SCHEDULE, out)
+    _hash_messages_kernel(padded.view("<u4"), length, _IV, _SCHEDULE, out)
     return out.view(np.uint8).reshape(n, 32)
 
 

@@ -14,9 +14,8 @@ Representation
   division) commute with the Montgomery factor, so ``ntt``/``erasure`` run directly on canonical
   limbs and skip the conversions.
 * Array kernels work on 4 x 64-bit limbs with 64x64 -> 128-bit products from a small LLVM
-  intrinsic (``_mac``; numba has no 128-bit integer type), branch-free reductions. The older
-  scalar helpers ``_mont_mul``/``_add``/``_load``/``_store`` on ``(n, 8)`` uint32 views
-  (``u32_view``) remain for callers that use them (kzg); both give identical Montgomery limbs.
+  intrinsic (``_mac``; numba has no 128-bit integer type), branch-free reductions. The scalar
+  helpers ``_mont_mul64``/``_add64``/``_sub64``/``_ld``/``_st`` are shared with ntt/erasure/kzg.
 
 Scalars on the wire are 32 bytes big-endian and must be canonical (< r): anything else raises
 ``ValueError("Invalid scalar ...")``. "Safe" 31-byte chunks become scalars as ``0x00 ‖ chunk``.
@@ -41,238 +40,20 @@ if sys.byteorder != "little":  # pragma: no cover - every supported platform is 
 R = BLS12_381_R
 MONT_R = (1 << 256) % R
 MONT_R2 = (1 << 512) % R
-MONT_R_INV = pow(1 << 256, -1, R)
 
-S32 = np.uint64(32)
-S63 = np.uint64(63)
-M32 = np.uint64(0xFFFFFFFF)
 ZERO = np.uint64(0)
-Q0, Q1, Q2, Q3, Q4, Q5, Q6, Q7 = (np.uint64((R >> (32 * i)) & 0xFFFFFFFF) for i in range(8))
-
-_R_LIMBS64 = np.array([(R >> (64 * i)) & ((1 << 64) - 1) for i in range(4)], dtype=np.uint64)
-
 
 class InvalidScalarError(ValueError):
     """A 32-byte value that is not a canonical scalar (>= r), or a bad safe-bytes scalar."""
 
 
 # --------------------------------------------------------------------------------------------
-# numba scalar kernels on 8-tuples of 32-bit limbs (held in uint64)
-# --------------------------------------------------------------------------------------------
-
-
-@numba.njit(cache=True, nogil=True)
-def _reduce_once(t):
-    """t - r if t >= r else t, for t < 2r."""
-    t0, t1, t2, t3, t4, t5, t6, t7 = t
-    if t7 != Q7:
-        ge = t7 > Q7
-    elif t6 != Q6:
-        ge = t6 > Q6
-    elif t5 != Q5:
-        ge = t5 > Q5
-    elif t4 != Q4:
-        ge = t4 > Q4
-    elif t3 != Q3:
-        ge = t3 > Q3
-    elif t2 != Q2:
-        ge = t2 > Q2
-    elif t1 != Q1:
-        ge = t1 > Q1
-    else:
-        ge = t0 >= Q0
-    if not ge:
-        return t
-    x = t0 - Q0
-    b = x >> S63
-    r0 = x & M32
-    x = t1 - Q1 - b
-    b = x >> S63
-    r1 = x & M32
-    x = t2 - Q2 - b
-    b = x >> S63
-    r2 = x & M32
-    x = t3 - Q3 - b
-    b = x >> S63
-    r3 = x & M32
-    x = t4 - Q4 - b
-    b = x >> S63
-    r4 = x & M32
-    x = t5 - Q5 - b
-    b = x >> S63
-    r5 = x & M32
-    x = t6 - Q6 - b
-    b = x >> S63
-    r6 = x & M32
-    x = t7 - Q7 - b
-    r7 = x & M32
-    return (r0, r1, r2, r3, r4, r5, r6, r7)
-
-
-@numba.njit(cache=True, nogil=True)
-def _mont_mul(a, b):
-    """Montgomery product a*b*2^-256 mod r (CIOS over 32-bit limbs).
-
-    The final carry word is dropped because r's top limb is below 2^31 - 1; r's lowest limb
-    is 1, so -r^-1 mod 2^32 = 2^32 - 1 and the reduction factor is m = -t0 mod 2^32.
-    """
-    a0, a1, a2, a3, a4, a5, a6, a7 = a
-    t0 = t1 = t2 = t3 = t4 = t5 = t6 = t7 = ZERO
-    for i in range(8):
-        bi = b[i]
-        x = t0 + a0 * bi
-        carry_a = x >> S32
-        t0 = x & M32
-        m = (ZERO - t0) & M32
-        carry_c = (t0 + m) >> S32
-        x = t1 + a1 * bi + carry_a
-        carry_a = x >> S32
-        x = (x & M32) + m * Q1 + carry_c
-        carry_c = x >> S32
-        t0 = x & M32
-        x = t2 + a2 * bi + carry_a
-        carry_a = x >> S32
-        x = (x & M32) + m * Q2 + carry_c
-        carry_c = x >> S32
-        t1 = x & M32
-        x = t3 + a3 * bi + carry_a
-        carry_a = x >> S32
-        x = (x & M32) + m * Q3 + carry_c
-        carry_c = x >> S32
-        t2 = x & M32
-        x = t4 + a4 * bi + carry_a
-        carry_a = x >> S32
-        x = (x & M32) + m * Q4 + carry_c
-        carry_c = x >> S32
-        t3 = x & M32
-        x = t5 + a5 * bi + carry_a
-        carry_a = x >> S32
-        x = (x & M32) + m * Q5 + carry_c
-        carry_c = x >> S32
-        t4 = x & M32
-        x = t6 + a6 * bi + carry_a
-        carry_a = x >> S32
-        x = (x & M32) + m * Q6 + carry_c
-        carry_c = x >> S32
-        t5 = x & M32
-        x = t7 + a7 * bi + carry_a
-        carry_a = x >> S32
-        x = (x & M32) + m * Q7 + carry_c
-        carry_c = x >> S32
-        t6 = x & M32
-        t7 = carry_c + carry_a
-    return _reduce_once((t0, t1, t2, t3, t4, t5, t6, t7))
-
-
-@numba.njit(cache=True, nogil=True)
-def _add(a, b):
-    """(a + b) mod r; a + b < 2r < 2^256 so no limb overflows past 8 limbs."""
-    x = a[0] + b[0]
-    r0 = x & M32
-    x = a[1] + b[1] + (x >> S32)
-    r1 = x & M32
-    x = a[2] + b[2] + (x >> S32)
-    r2 = x & M32
-    x = a[3] + b[3] + (x >> S32)
-    r3 = x & M32
-    x = a[4] + b[4] + (x >> S32)
-    r4 = x & M32
-    x = a[5] + b[5] + (x >> S32)
-    r5 = x & M32
-    x = a[6] + b[6] + (x >> S32)
-    r6 = x & M32
-    x = a[7] + b[7] + (x >> S32)
-    r7 = x & M32
-    return _reduce_once((r0, r1, r2, r3, r4, r5, r6, r7))
-
-
-@numba.njit(cache=True, nogil=True)
-def _sub(a, b):
-    """(a - b) mod r."""
-    x = a[0] - b[0]
-    br = x >> S63
-    r0 = x & M32
-    x = a[1] - b[1] - br
-    br = x >> S63
-    r1 = x & M32
-    x = a[2] - b[2] - br
-    br = x >> S63
-    r2 = x & M32
-    x = a[3] - b[3] - br
-    br = x >> S63
-    r3 = x & M32
-    x = a[4] - b[4] - br
-    br = x >> S63
-    r4 = x & M32
-    x = a[5] - b[5] - br
-    br = x >> S63
-    r5 = x & M32
-    x = a[6] - b[6] - br
-    br = x >> S63
-    r6 = x & M32
-    x = a[7] - b[7] - br
-    br = x >> S63
-    r7 = x & M32
-    if br == ZERO:
-        return (r0, r1, r2, r3, r4, r5, r6, r7)
-    x = r0 + Q0
-    r0 = x & M32
-    x = r1 + Q1 + (x >> S32)
-    r1 = x & M32
-    x = r2 + Q2 + (x >> S32)
-    r2 = x & M32
-    x = r3 + Q3 + (x >> S32)
-    r3 = x & M32
-    x = r4 + Q4 + (x >> S32)
-    r4 = x & M32
-    x = r5 + Q5 + (x >> S32)
-    r5 = x & M32
-    x = r6 + Q6 + (x >> S32)
-    r6 = x & M32
-    x = r7 + Q7 + (x >> S32)
-    r7 = x & M32
-    return (r0, r1, r2, r3, r4, r5, r6, r7)
-
-
-@numba.njit(cache=True, nogil=True)
-def _is_zero(a):
-    return (a[0] | a[1] | a[2] | a[3] | a[4] | a[5] | a[6] | a[7]) == ZERO
-
-
-@numba.njit(cache=True, nogil=True)
-def _load(x, i):
-    """Element i of an (n, 8) uint32 array as a tuple of uint64 limbs."""
-    return (
-        np.uint64(x[i, 0]),
-        np.uint64(x[i, 1]),
-        np.uint64(x[i, 2]),
-        np.uint64(x[i, 3]),
-        np.uint64(x[i, 4]),
-        np.uint64(x[i, 5]),
-        np.uint64(x[i, 6]),
-        np.uint64(x[i, 7]),
-    )
-
-
-@numba.njit(cache=True, nogil=True)
-def _store(x, i, t):
-    x[i, 0] = np.uint32(t[0])
-    x[i, 1] = np.uint32(t[1])
-    x[i, 2] = np.uint32(t[2])
-    x[i, 3] = np.uint32(t[3])
-    x[i, 4] = np.uint32(t[4])
-    x[i, 5] = np.uint32(t[5])
-    x[i, 6] = np.uint32(t[6])
-    x[i, 7] = np.uint32(t[7])
-
-
-# --------------------------------------------------------------------------------------------
-# 64-bit limb kernels (hot paths): 4-tuples of uint64 limbs, 64x64 -> 128-bit products via an
-# LLVM intrinsic (numba has no 128-bit integer type). Same Montgomery radix 2^256 as above, so
-# both kernel families produce identical limbs; these are ~3.5x faster per multiplication.
+# numba scalar kernels: 4-tuples of uint64 limbs, 64x64 -> 128-bit products via an LLVM
+# intrinsic (numba has no 128-bit integer type). Montgomery radix 2^256.
 # --------------------------------------------------------------------------------------------
 
 P0, P1, P2, P3 = (np.uint64((R >> (64 * i)) & ((1 << 64) - 1)) for i in range(4))
+_R_LIMBS64 = np.array([P0, P1, P2, P3], dtype=np.uint64)
 NEG_R_INV64 = np.uint64((-pow(R, -1, 1 << 64)) % (1 << 64))  # -r^-1 mod 2^64
 
 
@@ -488,11 +269,6 @@ def _as_fr(a: np.ndarray, name: str = "a") -> np.ndarray:
             f"{type(a).__name__} {getattr(a, 'dtype', None)} {getattr(a, 'shape', None)}"
         )
     return np.ascontiguousarray(a)
-
-
-def u32_view(a: np.ndarray) -> np.ndarray:
-    """The (n, 8) uint32 view of a C-contiguous (n, 4) uint64 Fr array (same memory)."""
-    return a.view(np.uint32).reshape(a.shape[0], 8)
 
 
 def _binary(kernel, a: np.ndarray, b: np.ndarray) -> np.ndarray:

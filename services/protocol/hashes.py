@@ -26,9 +26,7 @@ def blake3_hash_list(parts: list[bytes] | tuple[bytes, ...]) -> bytes:
 
 def blake3_hash_with_key(key: bytes, data: bytes | bytearray | memoryview) -> bytes:
     """Keyed BLAKE3 (32-byte key)."""
-    if len(key) != 32:
-        raise ValueError(f"keyed BLAKE3 needs a 32-byte key, got {len(key)} bytes")
-    return blake3(data, key=key).digest()
+    return blake3_hash_list_with_key(key, (data,))
 
 
 def blake3_hash_list_with_key(key: bytes, parts: list[bytes] | tuple[bytes, ...]) -> bytes:

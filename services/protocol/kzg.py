@@ -49,7 +49,7 @@ from py_arkworks_bls12381 import GT, G1Point, G2Point, Scalar
 
 from services.protocol import field, ntt
 from services.protocol.constants import COMMITMENT_SIZE, SCALAR_FULL_BYTES
-from services.protocol.field import R, _add, _load, _mont_mul, _store
+from services.protocol.field import R, _add64, _ld, _mont_mul64, _st
 
 G1_COUNT = 32768
 G2_COUNT = 65
@@ -108,7 +108,7 @@ class Polynomial:
         x = field.scalar_from_bytes(point)
         out = np.zeros((1, 4), dtype=np.uint64)
         if len(self):
-            _horner(field.u32_view(self.coefficients), field.u32_view(field.from_ints([x])), field.u32_view(out))
+            _horner(self.coefficients, field.from_ints([x]), out)
         return field.limbs_to_bytes(out)[0].tobytes()
 
     def coefficient_bytes(self) -> list[bytes]:
@@ -126,22 +126,22 @@ def _divide_by_linear(coeffs, x, quotient):
     m = coeffs.shape[0]
     if m < 2:
         return
-    xm = _load(x, 0)
-    acc = _load(coeffs, m - 1)
-    _store(quotient, m - 2, acc)
+    xm = _ld(x, 0)
+    acc = _ld(coeffs, m - 1)
+    _st(quotient, m - 2, acc)
     for k in range(m - 2, 0, -1):
-        acc = _add(_load(coeffs, k), _mont_mul(acc, xm))
-        _store(quotient, k - 1, acc)
+        acc = _add64(_ld(coeffs, k), _mont_mul64(acc, xm))
+        _st(quotient, k - 1, acc)
 
 
 @numba.njit(cache=True, nogil=True)
 def _horner(coeffs, x, out):
     """out[0] = p(x) (x Montgomery; coefficients and result in the same representation)."""
-    xm = _load(x, 0)
-    acc = _load(coeffs, coeffs.shape[0] - 1)
+    xm = _ld(x, 0)
+    acc = _ld(coeffs, coeffs.shape[0] - 1)
     for k in range(coeffs.shape[0] - 2, -1, -1):
-        acc = _add(_load(coeffs, k), _mont_mul(acc, xm))
-    _store(out, 0, acc)
+        acc = _add64(_ld(coeffs, k), _mont_mul64(acc, xm))
+    _st(out, 0, acc)
 
 
 MSM_SPLIT_MIN_POINTS = 4096
@@ -400,7 +400,7 @@ class Kzg:
     def _witness(self, poly: Polynomial, x: int) -> bytes:
         coeffs = poly.coefficients
         quotient = np.zeros((max(coeffs.shape[0] - 1, 0), 4), dtype=np.uint64)
-        _divide_by_linear(field.u32_view(coeffs), field.u32_view(field.from_ints([x])), field.u32_view(quotient))
+        _divide_by_linear(coeffs, field.from_ints([x]), quotient)
         return self._commit_limbs(quotient).to_compressed_bytes()
 
     def _tau_minus_x_g2(self, num_values: int, index: int) -> G2Point:

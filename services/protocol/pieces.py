@@ -25,7 +25,7 @@ from services.protocol.constants import (
     WITNESS_SIZE,
 )
 from services.protocol.scale import ScaleReader, decode_all, encode_bytes
-from services.protocol.validation import U16_MAX, U64_MAX, check_uint
+from services.protocol.validation import U16_MAX, U64_MAX, check_uint, hex_to_bytes
 
 
 # Erasure coding rate (1, 2): one source piece for every two pieces.
@@ -112,23 +112,6 @@ class Piece:
         return cls(hex_to_bytes(value, PIECE_SIZE, "piece"))
 
 
-def hex_to_bytes(value: object, size: int | None, name: str) -> bytes:
-    """Decode a serde ``hex`` string (either case, no ``0x``), optionally of an exact size."""
-    if not isinstance(value, str):
-        raise ValueError(f"{name} must be a hex string, got {type(value).__name__}")
-    if value[:2] in ("0x", "0X"):
-        raise ValueError(f"{name} hex must not start with 0x")
-    try:
-        data = bytes.fromhex(value)
-    except ValueError:
-        raise ValueError(f"{name} is not valid hex: {value[:40]!r}") from None
-    if len(data) * 2 != len(value):  # bytes.fromhex tolerates whitespace; serde does not
-        raise ValueError(f"{name} hex contains whitespace or an odd number of digits")
-    if size is not None and len(data) != size:
-        raise ValueError(f"{name} must be {size} bytes ({2 * size} hex digits), got {len(data)} bytes")
-    return data
-
-
 # --------------------------------------------------------------------------------------------
 # Records
 
@@ -212,10 +195,6 @@ def piece_index_from_source_position(source_pos: int, segment_index: int) -> int
 
 def piece_offset_to_bytes(piece_offset: int) -> bytes:
     return check_uint(piece_offset, U16_MAX, "piece offset").to_bytes(2, "little")
-
-
-def segment_index_to_bytes(segment_index: int) -> bytes:
-    return check_uint(segment_index, U64_MAX, "segment index").to_bytes(8, "little")
 
 
 def segment_first_piece_index(segment_index: int) -> int:

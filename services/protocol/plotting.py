@@ -156,8 +156,6 @@ def record_array(record: bytes | bytearray | memoryview | np.ndarray) -> np.ndar
     if isinstance(record, np.ndarray):
         arr = np.ascontiguousarray(record, dtype=np.uint8)
     else:
-        if len(record) != RECORD_SIZE:
-            raise PlottingError(f"a record must be {RECORD_SIZE} bytes, got {len(record)}")
         arr = np.frombuffer(record, dtype=np.uint8)
     if arr.size != RECORD_SIZE:
         raise PlottingError(f"a record must be {RECORD_SIZE} bytes, got {arr.size}")

@@ -91,9 +91,7 @@ def prove(
         raise ProvingError(f"s-bucket {s} out of range")
     n = sector_metadata.pieces_in_sector
     sector_id = derive_sector_id(public_key, sector_metadata.sector_index, sector_metadata.history_size)
-    try:
-        if contents_map is None:
-            contents_map = SectorContentsMap.from_sector(sector, n)
+    try:  # read_record_shards builds (and checks) the contents map when none is given
         shards = read_record_shards(
             sector, sector_metadata, sector_id, candidate.piece_offset, proofs_for_seed, contents_map
         )

@@ -18,6 +18,7 @@ Errors: ``ReadingError`` / ``SectorError``.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -148,33 +149,35 @@ def read_record_shards(
     return ExtendedRecordShards(values, present, encoded, proofs.found, proofs.proofs)
 
 
-def recover_extended_record(erasure_coding, shards: ExtendedRecordShards) -> np.ndarray:  # noqa: ANN001
-    """All 65 536 extended chunks ``(65536, 32)`` from the known ones (raises ReadingError)."""
+@contextmanager
+def _recovering():
+    """Turn a failed recovery (non-canonical chunk, too few or inconsistent shards) into ReadingError."""
     try:
-        return erasure_coding.recover_array(shards.values, shards.present)
+        yield
     except ValueError as error:
         raise ReadingError(f"record chunks cannot be recovered: {error}") from None
+
+
+def recover_extended_record(erasure_coding, shards: ExtendedRecordShards) -> np.ndarray:  # noqa: ANN001
+    """All 65 536 extended chunks ``(65536, 32)`` from the known ones (raises ReadingError)."""
+    with _recovering():
+        return erasure_coding.recover_array(shards.values, shards.present)
 
 
 def recover_record_polynomial(erasure_coding, shards: ExtendedRecordShards) -> np.ndarray:  # noqa: ANN001
     """The record polynomial's 32 768 monomial coefficients as canonical ``(32768, 4)`` uint64
     limbs (what ``Kzg.poly`` of the record's source chunks gives), straight from the known
     chunks: no evaluation on the domain, no inverse DFT. Raises ReadingError."""
-    try:
-        limbs = field.bytes_to_limbs(shards.values)
-        return erasure_coding.recover_poly_limbs(limbs, shards.present)
-    except ValueError as error:
-        raise ReadingError(f"record chunks cannot be recovered: {error}") from None
+    with _recovering():
+        return erasure_coding.recover_poly_limbs(field.bytes_to_limbs(shards.values), shards.present)
 
 
 def recover_record(erasure_coding, shards: ExtendedRecordShards) -> np.ndarray:  # noqa: ANN001
     """The record's 32 768 source chunks ``(32768, 32)`` uint8 from the known chunks (raises
     ReadingError); evaluates the recovered polynomial on the source positions only."""
-    try:
+    with _recovering():
         limbs = field.bytes_to_limbs(shards.values)
         return field.limbs_to_bytes(erasure_coding.recover_source_limbs(limbs, shards.present))
-    except ValueError as error:
-        raise ReadingError(f"record chunks cannot be recovered: {error}") from None
 
 
 def read_record_extended(

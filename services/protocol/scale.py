@@ -170,14 +170,6 @@ class ScaleReader:
         self._offset += size
         return bytes(self._data[start : start + size])
 
-    def read_view(self, size: int, name: str = "bytes") -> memoryview:
-        """Like :meth:`read` but zero-copy (a memoryview into the input)."""
-        if self.remaining < size:
-            raise self.error(f"truncated {name}: need {size} bytes, only {self.remaining} left")
-        start = self._offset
-        self._offset += size
-        return memoryview(self._data)[start : start + size]
-
     def skip(self, size: int, name: str = "bytes") -> None:
         """Advance over ``size`` bytes without copying them."""
         if not 0 <= size <= self.remaining:

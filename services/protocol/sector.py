@@ -35,6 +35,7 @@ from services.protocol.constants import (
     COMMITMENT_SIZE,
     NUM_PIECES,
     PIECE_SIZE,
+    PUBLIC_KEY_SIZE,
     RECORD_NUM_CHUNKS,
     RECORD_NUM_S_BUCKETS,
     RECORD_SIZE,
@@ -48,6 +49,7 @@ from services.protocol.hashes import (
     blake3_hash_list_with_key,
     blake3_hash_with_key,
 )
+from services.protocol.pieces import HistorySize
 from services.protocol.scale import (
     ScaleError,
     ScaleReader,
@@ -58,9 +60,8 @@ from services.protocol.scale import (
     encode_u64,
     encode_vec,
 )
-from services.protocol.validation import U16_MAX, U64_MAX, check_uint
+from services.protocol.validation import U16_MAX, U64_MAX, check_bytes, check_uint
 
-PUBLIC_KEY_SIZE = 32
 SECTOR_ID_SIZE = 32
 
 # One bit per s-bucket, LSB-first inside each byte (bitvec Lsb0 over u8).
@@ -81,16 +82,7 @@ class SectorError(ValueError):
 
 
 def _check_history_size(history_size: int) -> int:
-    value = check_uint(int(history_size), U64_MAX, "history size")
-    if value == 0:
-        raise ValueError("history size must be non-zero")
-    return value
-
-
-def _check_bytes(data: bytes | bytearray | memoryview, size: int, name: str) -> bytes:
-    if len(data) != size:
-        raise ValueError(f"{name} must be {size} bytes, got {len(data)}")
-    return bytes(data)
+    return HistorySize(int(history_size)).value
 
 
 def _check_pieces_in_sector(pieces_in_sector: int) -> int:
@@ -194,13 +186,13 @@ class FarmerProtocolInfo:
 
 def derive_sector_id(public_key: bytes, sector_index: int, history_size: int) -> bytes:
     """``keyed_blake3(key=blake3(public_key), u16_le(sector_index) ‖ u64_le(history_size))``."""
-    public_key = _check_bytes(public_key, PUBLIC_KEY_SIZE, "public key")
+    public_key = check_bytes(public_key, PUBLIC_KEY_SIZE, "public key")
     return derive_sector_id_from_key_hash(blake3_hash(public_key), sector_index, history_size)
 
 
 def derive_sector_id_from_key_hash(public_key_hash: bytes, sector_index: int, history_size: int) -> bytes:
     """Like :func:`derive_sector_id` given ``blake3(public_key)`` already."""
-    key = _check_bytes(public_key_hash, HASH_SIZE, "public key hash")
+    key = check_bytes(public_key_hash, HASH_SIZE, "public key hash")
     index = check_uint(sector_index, U16_MAX, "sector index")
     size = _check_history_size(history_size)
     return blake3_hash_list_with_key(key, [index.to_bytes(2, "little"), size.to_bytes(8, "little")])
@@ -215,7 +207,7 @@ def derive_piece_index(
     recent_history_fraction: tuple[int, int],
 ) -> int:
     """History piece stored at ``piece_offset`` of the sector (spec 03 section 3)."""
-    sector_id = _check_bytes(sector_id, SECTOR_ID_SIZE, "sector id")
+    sector_id = check_bytes(sector_id, SECTOR_ID_SIZE, "sector id")
     offset = check_uint(piece_offset, U16_MAX, "piece offset")
     size = _check_history_size(history_size)
     max_pieces = check_uint(max_pieces_in_sector, U16_MAX, "max pieces in sector")
@@ -264,8 +256,8 @@ def derive_piece_indexes(
 
 def expiration_check_history_size(history_size: int, min_sector_lifetime: int) -> int | None:
     """``history_size + min_sector_lifetime`` (None on u64 overflow)."""
-    total = _check_history_size(history_size) + check_uint(min_sector_lifetime, U64_MAX, "min sector lifetime")
-    return total if total <= U64_MAX else None
+    check = HistorySize(int(history_size)).sector_expiration_check(min_sector_lifetime)
+    return None if check is None else check.value
 
 
 def expiration_check_segment_index(history_size: int, min_sector_lifetime: int) -> int | None:
@@ -278,8 +270,8 @@ def derive_expiration_history_size(
     sector_id: bytes, history_size: int, expiration_check_segment_commitment: bytes, min_sector_lifetime: int
 ) -> int | None:
     """History size at which the sector expires (spec 03 section 4); None on overflow."""
-    sector_id = _check_bytes(sector_id, SECTOR_ID_SIZE, "sector id")
-    commitment = _check_bytes(expiration_check_segment_commitment, COMMITMENT_SIZE, "segment commitment")
+    sector_id = check_bytes(sector_id, SECTOR_ID_SIZE, "sector id")
+    commitment = check_bytes(expiration_check_segment_commitment, COMMITMENT_SIZE, "segment commitment")
     size = _check_history_size(history_size)
     lifetime = check_uint(min_sector_lifetime, U64_MAX, "min sector lifetime")
     check_history_size = expiration_check_history_size(size, lifetime)
@@ -314,7 +306,7 @@ def should_replot_sector(expiration_history_size: int, latest_segment_index: int
 
 def derive_evaluation_seed(sector_id: bytes, piece_offset: int) -> bytes:
     """PoS seed of the record at ``piece_offset``: ``blake3(sector_id ‖ u16_le(piece_offset))``."""
-    sector_id = _check_bytes(sector_id, SECTOR_ID_SIZE, "sector id")
+    sector_id = check_bytes(sector_id, SECTOR_ID_SIZE, "sector id")
     offset = check_uint(piece_offset, U16_MAX, "piece offset")
     return blake3_hash_list([sector_id, offset.to_bytes(2, "little")])
 
@@ -377,9 +369,9 @@ class RecordMetadata:
     piece_checksum: bytes
 
     def __post_init__(self) -> None:
-        _check_bytes(self.commitment, COMMITMENT_SIZE, "record commitment")
-        _check_bytes(self.witness, WITNESS_SIZE, "record witness")
-        _check_bytes(self.piece_checksum, HASH_SIZE, "piece checksum")
+        check_bytes(self.commitment, COMMITMENT_SIZE, "record commitment")
+        check_bytes(self.witness, WITNESS_SIZE, "record witness")
+        check_bytes(self.piece_checksum, HASH_SIZE, "piece checksum")
 
     def to_bytes(self) -> bytes:
         return self.commitment + self.witness + self.piece_checksum
@@ -400,11 +392,8 @@ class RecordMetadata:
         if len(piece) != PIECE_SIZE:
             raise ValueError(f"a piece must be {PIECE_SIZE} bytes, got {len(piece)}")
         raw = bytes(piece)
-        return cls(
-            raw[RECORD_SIZE : RECORD_SIZE + COMMITMENT_SIZE],
-            raw[RECORD_SIZE + COMMITMENT_SIZE :],
-            blake3_hash(raw),
-        )
+        # a piece ends with ``commitment ‖ witness``: the record metadata without the checksum
+        return cls.from_bytes(raw[RECORD_SIZE:] + blake3_hash(raw))
 
 
 def read_record_metadata(
@@ -531,11 +520,6 @@ class SectorContentsMap:
         has_unencoded = ~encoded & (unencoded_before < unencoded_slots)
         has = encoded | has_unencoded
         return [(int(p), bool(encoded[p])) for p in np.flatnonzero(has)]
-
-    def has_chunk_matrix(self) -> np.ndarray:
-        """``(n, 65536)`` booleans: record ``p`` has a chunk in bucket ``s``."""
-        rows = [self.record_has_chunk_mask(p) for p in range(self.pieces_in_sector)]
-        return np.stack(rows)
 
     def s_bucket_sizes(self) -> np.ndarray:
         """Records per s-bucket (uint16 array of 65 536), as stored in sector metadata."""
@@ -688,7 +672,7 @@ class PlottedSector:
     piece_indexes: tuple[int, ...]
 
     def __post_init__(self) -> None:
-        _check_bytes(self.sector_id, SECTOR_ID_SIZE, "sector id")
+        check_bytes(self.sector_id, SECTOR_ID_SIZE, "sector id")
         check_uint(self.sector_index, U16_MAX, "sector index")
         object.__setattr__(self, "piece_indexes", tuple(check_uint(i, U64_MAX, "piece index") for i in self.piece_indexes))
 

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 
 from services.protocol.constants import COMMITMENT_SIZE
 from services.protocol.hashes import HASH_SIZE, blake3_hash
-from services.protocol.pieces import hex_to_bytes
 from services.protocol.scale import (
     ScaleError,
     ScaleReader,
@@ -22,7 +21,7 @@ from services.protocol.scale import (
     encode_u32,
     encode_u64,
 )
-from services.protocol.validation import U32_MAX, U64_MAX, check_uint, json_field
+from services.protocol.validation import U32_MAX, U64_MAX, check_uint, hex_to_bytes, json_field
 
 # SCALE sizes: 1 + 8 + 48 + 32 + 4 + 1 (+ 4 for Partial).
 SEGMENT_HEADER_SIZE_COMPLETE = 94

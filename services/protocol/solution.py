@@ -14,15 +14,14 @@ from dataclasses import dataclass
 from services.protocol.constants import (
     COMMITMENT_SIZE,
     POS_PROOF_SIZE,
+    PUBLIC_KEY_SIZE,
     REWARD_SIGNATURE_SIZE,
     SCALAR_FULL_BYTES,
     WITNESS_SIZE,
 )
-from services.protocol.pieces import hex_to_bytes
 from services.protocol.scale import ScaleReader, decode_all, encode_u16, encode_u64
-from services.protocol.validation import U16_MAX, U64_MAX, check_uint
+from services.protocol.validation import U16_MAX, U64_MAX, check_bytes, check_uint, hex_to_bytes
 
-PUBLIC_KEY_SIZE = 32
 SOLUTION_SIZE = 32 + 32 + 2 + 8 + 2 + COMMITMENT_SIZE + WITNESS_SIZE + SCALAR_FULL_BYTES + WITNESS_SIZE + POS_PROOF_SIZE
 
 
@@ -55,12 +54,7 @@ class Solution:
 
     def __post_init__(self) -> None:
         for name, size in _BYTE_FIELDS.items():
-            value = getattr(self, name)
-            if not isinstance(value, (bytes, bytearray, memoryview)):
-                raise ValueError(f"solution {name} must be bytes, got {type(value).__name__}")
-            if len(value) != size:
-                raise ValueError(f"solution {name} must be {size} bytes, got {len(value)}")
-            object.__setattr__(self, name, bytes(value))
+            object.__setattr__(self, name, check_bytes(getattr(self, name), size, f"solution {name}"))
         check_uint(self.sector_index, U16_MAX, "solution sector_index")
         check_uint(self.history_size, U64_MAX, "solution history_size")
         if self.history_size == 0:

@@ -24,13 +24,15 @@ from dataclasses import dataclass
 from typing import Callable, Protocol
 
 from services.protocol.auditing import (
-    bidirectional_distance,
+    chunk_distance,
     global_challenge_from_pot_output,
+    is_within_solution_range,
     s_bucket_audit_index,
     sector_slot_challenge,
+    xor32,
 )
 from services.protocol.constants import BLS12_381_R, NUM_PIECES, RECORD_NUM_CHUNKS, RECORD_NUM_S_BUCKETS
-from services.protocol.hashes import blake3_254_hash_to_scalar, blake3_hash, blake3_hash_with_key
+from services.protocol.hashes import blake3_254_hash_to_scalar, blake3_hash
 from services.protocol.sector import (
     derive_evaluation_seed,
     derive_expiration_history_size,
@@ -38,8 +40,8 @@ from services.protocol.sector import (
     derive_sector_id,
 )
 from services.protocol.solution import Solution
+from services.protocol.validation import U64_MAX
 
-U64_MAX = (1 << 64) - 1
 U128_MAX = (1 << 128) - 1
 
 # Reference error variants (subspace-verification ``Error``)
@@ -117,10 +119,6 @@ def solution_piece_index(
     )
 
 
-def _xor32(a: bytes, b: bytes) -> bytes:
-    return (int.from_bytes(a, "big") ^ int.from_bytes(b, "big")).to_bytes(32, "big")
-
-
 def verify_solution_with_challenge(
     solution: Solution,
     global_challenge: bytes,
@@ -144,10 +142,9 @@ def verify_solution_with_challenge(
             INVALID_PROOF_OF_SPACE, f"proof of space invalid for piece offset {solution.piece_offset}, s-bucket {s_bucket}"
         )
 
-    masked_chunk = _xor32(solution.chunk, blake3_hash(solution.proof_of_space))
-    audit_value = int.from_bytes(blake3_hash_with_key(slot_challenge, masked_chunk)[:8], "little")
-    distance = bidirectional_distance(audit_value, int.from_bytes(global_challenge[:8], "little"))
-    if distance > solution_range // 2:
+    masked_chunk = xor32(solution.chunk, blake3_hash(solution.proof_of_space))
+    distance = chunk_distance(slot_challenge, global_challenge, masked_chunk)
+    if not is_within_solution_range(distance, solution_range):
         raise SolutionVerificationError(
             OUTSIDE_SOLUTION_RANGE, f"audit distance {distance} exceeds half the solution range {solution_range // 2}"
         )

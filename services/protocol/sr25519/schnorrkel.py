@@ -15,6 +15,7 @@ import os
 
 from services.protocol.sr25519 import ristretto255 as rist
 from services.protocol.sr25519.merlin import Transcript
+from services.protocol.validation import check_bytes
 
 SIGNATURE_SIZE = 64
 PUBLIC_KEY_SIZE = 32
@@ -29,22 +30,16 @@ def _signing_transcript(context: bytes, message: bytes) -> Transcript:
     return t
 
 
-def _check_len(name: str, value: bytes, size: int) -> None:
-    if not isinstance(value, (bytes, bytearray)) or len(value) != size:
-        got = len(value) if isinstance(value, (bytes, bytearray)) else type(value).__name__
-        raise ValueError(f"sr25519 {name} must be {size} bytes, got {got}")
-
-
 def public_key_from_secret(secret_key: bytes) -> bytes:
-    _check_len("secret key", secret_key, SECRET_KEY_SIZE)
+    secret_key = check_bytes(secret_key, SECRET_KEY_SIZE, "sr25519 secret key")
     key = int.from_bytes(secret_key[:32], "little")
     return rist.encode(rist.scalar_mult(key, rist.BASEPOINT))
 
 
 def sign(context: bytes, message: bytes, public_key: bytes, secret_key: bytes) -> bytes:
     """A 64-byte schnorrkel signature ``R ‖ s`` (high bit of byte 63 set) of ``message``."""
-    _check_len("public key", public_key, PUBLIC_KEY_SIZE)
-    _check_len("secret key", secret_key, SECRET_KEY_SIZE)
+    public_key = check_bytes(public_key, PUBLIC_KEY_SIZE, "sr25519 public key")
+    secret_key = check_bytes(secret_key, SECRET_KEY_SIZE, "sr25519 secret key")
     key = int.from_bytes(secret_key[:32], "little") % rist.L
     nonce_seed = secret_key[32:]
     t = _signing_transcript(context, message)
