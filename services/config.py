@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Iterable
 from urllib.parse import SplitResult, urlsplit
 
+import base58
 import msgspec
 
 NATS_SCHEMES = ("nats", "tls", "ws", "wss")
@@ -25,7 +26,6 @@ NODE_RPC_SCHEMES = ("ws", "wss", "http", "https")
 LOG_LEVELS = ("trace", "debug", "info", "warning", "error", "critical")
 # Subspace/Autonomys SS58 address-format prefix (addresses start with "su"/"st").
 AUTONOMYS_SS58_PREFIX = 6094
-_BASE58_ALPHABET = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
 _SS58_CHECKSUM_PREFIX = b"SS58PRE"
 _SIZE_UNITS = {
     "": 1,
@@ -316,28 +316,6 @@ def parse_gpu_concurrency(value: str | None) -> int | None:
 # --- SS58 reward addresses -----------------------------------------------------------------
 
 
-def _b58decode(text: str) -> bytes:
-    number = 0
-    for char in text:
-        digit = _BASE58_ALPHABET.find(char)
-        if digit < 0:
-            raise ConfigError(f"invalid SS58 address {text!r}: {char!r} is not a base58 character")
-        number = number * 58 + digit
-    body = number.to_bytes((number.bit_length() + 7) // 8, "big") if number else b""
-    leading = len(text) - len(text.lstrip("1"))
-    return b"\x00" * leading + body
-
-
-def _b58encode(data: bytes) -> str:
-    number = int.from_bytes(data, "big")
-    chars = []
-    while number:
-        number, rem = divmod(number, 58)
-        chars.append(_BASE58_ALPHABET[rem])
-    leading = len(data) - len(data.lstrip(b"\x00"))
-    return "1" * leading + "".join(reversed(chars))
-
-
 def _ss58_checksum(data: bytes) -> bytes:
     return hashlib.blake2b(_SS58_CHECKSUM_PREFIX + data, digest_size=64).digest()[:2]
 
@@ -347,7 +325,10 @@ def ss58_decode(address: str) -> tuple[int, bytes]:
     text = address.strip()
     if not text:
         raise ConfigError("empty SS58 reward address")
-    raw = _b58decode(text)
+    try:
+        raw = base58.b58decode(text)
+    except ValueError as exc:
+        raise ConfigError(f"invalid SS58 address {text!r}: {exc} (not base58)") from None
     if not raw:
         raise ConfigError(f"invalid SS58 address {address!r}")
     if raw[0] < 64:
@@ -376,7 +357,7 @@ def ss58_encode(public_key: bytes, prefix: int = AUTONOMYS_SS58_PREFIX) -> str:
     else:
         head = bytes([((prefix & 0b1111_1100) >> 2) | 0b0100_0000, (prefix >> 8) | ((prefix & 0b11) << 6)])
     body = head + public_key
-    return _b58encode(body + _ss58_checksum(body))
+    return base58.b58encode(body + _ss58_checksum(body)).decode()
 
 
 # --- shared role pieces --------------------------------------------------------------------

@@ -52,6 +52,7 @@ class Daemon:
     def __init__(self) -> None:
         self.stop_event = asyncio.Event()
         self.log = structlog.get_logger(self.name)
+        self._tasks: set[asyncio.Task] = set()
 
     async def start(self) -> None:  # pragma: no cover - overridden
         pass
@@ -64,6 +65,33 @@ class Daemon:
 
     def request_stop(self) -> None:
         self.stop_event.set()
+
+    def spawn(self, coro, *, fatal: bool = False) -> asyncio.Task:  # noqa: ANN001
+        """Run ``coro`` as a background task owned by this daemon (``cancel_tasks`` ends it).
+        A failure is logged; with ``fatal`` it also stops the daemon (a loop the role needs)."""
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+
+        def done(finished: asyncio.Task) -> None:
+            self._tasks.discard(finished)
+            if not finished.cancelled() and finished.exception() is not None:
+                self.log.error(f"{self.name} task failed", error=repr(finished.exception()))
+                if fatal:
+                    self.request_stop()
+
+        task.add_done_callback(done)
+        return task
+
+    async def cancel_tasks(self) -> None:
+        """Cancel every task started with ``spawn`` and wait for them (called from ``stop``)."""
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            try:
+                await task
+            except (asyncio.CancelledError, Exception):
+                pass
 
 
 async def _lifecycle(daemon: Daemon) -> None:

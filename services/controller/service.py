@@ -78,7 +78,6 @@ class ControllerService(Daemon):
         self.bus: Bus | None = None
         self.node: NodeRpcClient | None = None
         self._services: list = []
-        self._tasks: set[asyncio.Task] = set()
         self._headers: dict[int, SegmentHeader] = {}
         self._dev_piece_supported: bool | None = None
         self._tmp_dir: str | None = None
@@ -170,19 +169,13 @@ class ControllerService(Daemon):
         )
 
     async def run(self) -> None:
-        self._spawn(self._forward_slots())
-        self._spawn(self._forward_reward_signing())
-        self._spawn(self._forward_segment_headers())
+        self.spawn(self._forward_slots(), fatal=True)
+        self.spawn(self._forward_reward_signing(), fatal=True)
+        self.spawn(self._forward_segment_headers(), fatal=True)
         await self.stop_event.wait()
 
     async def stop(self) -> None:
-        for task in list(self._tasks):
-            task.cancel()
-        for task in list(self._tasks):
-            try:
-                await task
-            except (asyncio.CancelledError, Exception):
-                pass
+        await self.cancel_tasks()
         if self._membership is not None:
             try:
                 await self._membership.stop()
@@ -196,19 +189,6 @@ class ControllerService(Daemon):
             self._metrics_server.shutdown()
         if self._tmp_dir is not None:
             shutil.rmtree(self._tmp_dir, ignore_errors=True)
-
-    def _spawn(self, coro) -> asyncio.Task:  # noqa: ANN001
-        task = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-
-        def done(t: asyncio.Task) -> None:
-            self._tasks.discard(t)
-            if not t.cancelled() and t.exception() is not None:
-                self.log.error("controller task failed", error=repr(t.exception()))
-                self.request_stop()
-
-        task.add_done_callback(done)
-        return task
 
     # ---- node -> cluster
 

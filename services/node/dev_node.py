@@ -113,7 +113,6 @@ class DevNode(Daemon):
         self.verifier: SolutionVerifier | None = None
         self._slots: collections.OrderedDict[int, _SlotState] = collections.OrderedDict()
         self._last_slot: int | None = None
-        self._tasks: set[asyncio.Task] = set()
         self._archive_lock = asyncio.Lock()
         self._ready = asyncio.Event()  # pre-archived history in place
         self._held_segment: int | None = None  # segment subspace_piece serves (spec 05 §1)
@@ -177,27 +176,10 @@ class DevNode(Daemon):
         if proc is not None and proc.returncode is None:
             proc.kill()  # an interrupted segment is archived again on the next start
             await proc.wait()
-        for task in list(self._tasks):
-            task.cancel()
-        for task in list(self._tasks):
-            try:
-                await task
-            except (asyncio.CancelledError, Exception):
-                pass
+        await self.cancel_tasks()
         await self.rpc.stop()
         if self._metrics_server is not None:
             self._metrics_server.shutdown()
-
-    def _spawn(self, coro) -> asyncio.Task:  # noqa: ANN001
-        task = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._task_done)
-        return task
-
-    def _task_done(self, task: asyncio.Task) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            self.log.error("dev node task failed", error=repr(task.exception()))
 
     # ---- archiving
 
@@ -290,7 +272,7 @@ class DevNode(Daemon):
         self._held_segment = segment_index
         await asyncio.gather(*(s.send(header.to_json()) for s in subs))
         if waiting:
-            self._spawn(self._release_when_acknowledged(self._pending_acks))
+            self.spawn(self._release_when_acknowledged(self._pending_acks))
         else:
             self._held_segment = None
 
@@ -336,7 +318,7 @@ class DevNode(Daemon):
             raise node_error("Solution was ignored")
         state.submitted += 1
         self.stats["solutions_received"] += 1
-        self._spawn(self._process_solution(state, response))
+        self.spawn(self._process_solution(state, response))
 
     async def _process_solution(self, state: _SlotState, response: SolutionResponse) -> None:
         assert self.verifier is not None and self.chain is not None

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import ipaddress
 
-_B58 = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
+import base58
+
 
 # name -> (code, kind); kind: fixed byte size, "str" (length-prefixed utf-8), "p2p", or 0 (no value)
 _PROTOCOLS: dict[str, tuple[int, object]] = {
@@ -56,26 +57,6 @@ def _read_varint(data: bytes, pos: int) -> tuple[int, int]:
         shift += 7
 
 
-def _b58decode(text: str) -> bytes:
-    n = 0
-    for ch in text:
-        idx = _B58.find(ch)
-        if idx < 0:
-            raise ValueError(f"invalid base58 character {ch!r} in peer id {text!r}")
-        n = n * 58 + idx
-    body = n.to_bytes((n.bit_length() + 7) // 8, "big") if n else b""
-    return b"\x00" * (len(text) - len(text.lstrip("1"))) + body
-
-
-def _b58encode(data: bytes) -> str:
-    n = int.from_bytes(data, "big")
-    out = []
-    while n:
-        n, rem = divmod(n, 58)
-        out.append(_B58[rem])
-    return "1" * (len(data) - len(data.lstrip(b"\x00"))) + "".join(reversed(out))
-
-
 def multiaddr_to_bytes(addr: str) -> bytes:
     parts = addr.split("/")
     if len(parts) < 2 or parts[0] != "":
@@ -108,7 +89,10 @@ def multiaddr_to_bytes(addr: str) -> bytes:
             raw = value.encode()
             out += _varint(len(raw)) + raw
         else:  # p2p: base58 multihash
-            raw = _b58decode(value)
+            try:
+                raw = base58.b58decode(value)
+            except ValueError as exc:
+                raise ValueError(f"invalid base58 in peer id {value!r}: {exc}") from None
             out += _varint(len(raw)) + raw
     return bytes(out)
 
@@ -141,5 +125,5 @@ def multiaddr_from_bytes(data: bytes) -> str:
                 raise ValueError(f"truncated {name} value in multiaddr bytes")
             raw = data[pos : pos + length]
             pos += length
-            parts.append(raw.decode() if kind == "str" else _b58encode(raw))
+            parts.append(raw.decode() if kind == "str" else base58.b58encode(raw).decode())
     return "/" + "/".join(parts)
