@@ -27,7 +27,7 @@ import time
 from services.bus.client import Bus
 from services.bus.membership import Member, Membership
 from services.bus.message import check_token
-from services.bus.messages.controller import (
+from services.controller.messages import (
     ArchivedSegmentHeaderBroadcast,
     FarmerAppInfoRequest,
     FarmerAppInfoResult,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from services.bus.message import decode, encode
-from services.bus.messages.controller import (
+from services.controller.messages import (
     ArchivedSegmentHeaderBroadcast,
     CacheIdentify,
     FarmerAppInfoRequest,

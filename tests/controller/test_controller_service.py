@@ -24,7 +24,7 @@ from dev_node_process import (  # noqa: E402
 
 from services.bus.client import Bus  # noqa: E402
 from services.bus.membership import Membership  # noqa: E402
-from services.bus.messages.controller import (  # noqa: E402
+from services.controller.messages import (  # noqa: E402
     CacheIdentify,
     FarmerAppInfoRequest,
     FarmerIdentify,

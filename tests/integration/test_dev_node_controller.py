@@ -33,7 +33,7 @@ from dev_node_process import (  # noqa: E402
 )
 
 from services.bus.client import Bus  # noqa: E402
-from services.bus.messages.controller import (  # noqa: E402
+from services.controller.messages import (  # noqa: E402
     ArchivedSegmentHeaderBroadcast,
     FarmerAppInfoRequest,
     PieceRequest,
