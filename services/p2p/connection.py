@@ -21,7 +21,7 @@ from typing import Callable
 
 import structlog
 
-from services.p2p.errors import PeerClosed, PeerError, ProtocolError
+from services.p2p.errors import PeerClosed, PeerError, PeerTimeout, ProtocolError
 from services.p2p.frames import HEADER_SIZE, Kind, pack_header
 from services.p2p.stats import Counters
 
@@ -206,12 +206,20 @@ class FrameConnection(asyncio.BufferedProtocol):
             if not waiter.done():
                 waiter.set_result(None)
 
-    async def drain(self) -> None:
-        """Wait while the transport's write buffer is above its high-water mark."""
+    async def drain(self, timeout: float | None = None) -> None:
+        """Wait while the transport's write buffer is above its high-water mark; PeerTimeout when
+        the peer reads nothing for ``timeout`` seconds."""
+        deadline = None if timeout is None else self.loop.time() + timeout
         while self._write_paused and not self.closed:
             waiter = self.loop.create_future()
             self._drain_waiters.append(waiter)
-            await waiter
+            if deadline is None:
+                await waiter
+                continue
+            try:
+                await asyncio.wait_for(waiter, max(deadline - self.loop.time(), 0))
+            except asyncio.TimeoutError:
+                raise PeerTimeout(f"{self.peer} read nothing for {timeout:g} s") from None
         if self.closed:
             raise self.close_reason or PeerClosed(f"connection to {self.peer} closed")
 

@@ -27,7 +27,8 @@ class _Limits(msgspec.Struct, frozen=True, kw_only=True):
 class ServerLimits(_Limits, frozen=True, kw_only=True):
     """``max_in_flight`` is per connection (advertised in the handshake; more is answered "busy");
     ``max_connections_per_peer`` counts connections from one IP address, authenticated or not;
-    ``idle_timeout`` closes a connection with no call in flight and nothing received."""
+    ``idle_timeout`` closes a connection with no call in flight and nothing received;
+    ``send_timeout`` drops a connection whose reader takes nothing for that long mid-stream."""
 
     max_request_size: int = 1 * MiB
     max_response_size: int = 16 * MiB
@@ -37,6 +38,7 @@ class ServerLimits(_Limits, frozen=True, kw_only=True):
     max_connections_per_peer: int = 32
     handshake_timeout: float = 10.0
     idle_timeout: float = 300.0
+    send_timeout: float = 120.0
     write_buffer_high: int = 4 * MiB
     write_buffer_low: int = 1 * MiB
 

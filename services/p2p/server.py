@@ -18,7 +18,8 @@ Backpressure: before each bulk item the sender waits while the connection's writ
 above ``write_buffer_high`` (asyncio pause/resume_writing), so a slow reader stalls its own
 stream — the generator is not pulled further — instead of growing this process's memory; the
 buffered bytes of one connection stay below ``write_buffer_high`` + one frame per call in flight
-(``stats["peak_write_buffer"]`` records the largest seen).
+(``stats["peak_write_buffer"]`` records the largest seen). A reader that takes nothing for
+``send_timeout`` seconds is dropped, freeing its handlers.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ import structlog
 from services.p2p import frames
 from services.p2p.connection import FrameConnection
 from services.p2p.endpoints import advertised_endpoint, check_listen_host
-from services.p2p.errors import HandshakeError, P2PConfigError, PeerError, ProtocolError
+from services.p2p.errors import HandshakeError, P2PConfigError, PeerError, PeerTimeout, ProtocolError
 from services.p2p.frames import CLIENT_TO_SERVER, ErrorBody, Kind, RequestEnvelope, pack_item_header
 from services.p2p.handshake import CLIENT_HELLO_SIZE, new_nonce, server_hello, server_proof, verify_client_hello
 from services.p2p.limits import ServerLimits
@@ -281,6 +282,10 @@ class _ServerConnection(FrameConnection):
                 self._send_response(request_id, request_type, result)
         except asyncio.CancelledError:
             pass  # the client cancelled (or the connection went away): nothing more to send
+        except PeerTimeout as exc:  # the reader stalled: free the handler and the buffers
+            self.counters.timeouts += 1
+            log.warning("p2p.reader_stalled", server=self.server.name, peer=self.peer, error=str(exc))
+            self.close(exc, abort=True)
         except Exception as exc:
             if self.closed:
                 return  # our connection closed under the handler: nobody to tell
@@ -321,7 +326,7 @@ class _ServerConnection(FrameConnection):
                 except (StopAsyncIteration, StopIteration):
                     break
                 if self._write_paused:
-                    await self.drain()
+                    await self.drain(self.limits.send_timeout)
                 if isinstance(entry, BulkItem):
                     payload = memoryview(entry.payload)
                     size = payload.nbytes
