@@ -56,13 +56,15 @@ class _Route(msgspec.Struct):
 
 
 class PeerServer:
-    """One TCP listener serving the routes registered with :meth:`route`."""
+    """One TCP listener serving the routes registered with :meth:`route`. ``hash_threads`` is
+    BLAKE3's ``max_threads`` for digests of payloads sent without a stored one."""
 
     def __init__(self, secret: ClusterSecret | bytes | str | None = None, *, limits: ServerLimits | None = None,
-                 name: str = "p2p") -> None:
+                 name: str = "p2p", hash_threads: int = 1) -> None:
         self.secret = as_secret(secret)
         self.limits = limits or ServerLimits()
         self.name = name
+        self.hash_threads = hash_threads
         self.counters = Counters()
         self.host: str | None = None
         self.port: int | None = None
@@ -311,6 +313,7 @@ class _ServerConnection(FrameConnection):
     async def _send_stream(self, request_id: int, source: Any) -> None:
         max_item = self.limits.max_item_size
         counters = self.counters
+        hash_threads = self.server.hash_threads
         if hasattr(source, "__aiter__"):
             iterator = source.__aiter__()
             is_async = True
@@ -334,7 +337,7 @@ class _ServerConnection(FrameConnection):
                         raise ValueError(f"bulk item {entry.key} of {size} bytes exceeds {max_item}")
                     if not payload.c_contiguous:
                         raise ValueError(f"bulk item {entry.key} payload is not contiguous")
-                    digest = entry.digest or blake3.blake3(payload).digest()
+                    digest = entry.digest or blake3.blake3(payload, max_threads=hash_threads).digest()
                     self.write(pack_item_header(request_id, entry.key, digest, size), payload)
                     counters.items += 1
                 elif isinstance(entry, Missing):

@@ -276,3 +276,44 @@ def test_requests_declare_their_shape():
     with pytest.raises(TypeError, match="not a bulk request"):
         client.stream("tcp://127.0.0.1:1", Echo(text="x"), BufferPool(1, 1))
     assert msgspec.msgpack.decode(frames.encode(Echo(text="a")), type=Echo) == Echo(text="a")
+
+
+async def test_timeout_mid_payload_stops_writing_into_the_buffer(clients):
+    size = 64 * 1024
+    payload = b"\x5a" * size
+    release = asyncio.Event()
+
+    async def script(writer, request_id, envelope):
+        frame = item_frame(request_id, 0, payload)
+        writer.write(frame[:-size // 2])  # header and half the payload, then a stall
+        await release.wait()
+        writer.write(frame[-size // 2:] + frames.pack_header(frames.Kind.END, request_id, 0))
+
+    fake = await FakeServer(script).start()
+    try:
+        client = clients()
+        memory, slots = slots_for([0], size)
+        with pytest.raises(PeerTimeout):
+            await client.fetch(fake.endpoint, Fetch(keys=[0]), KeyedBuffers(slots), timeout=0.2)
+        before = client.stats["bytes_received"]
+        release.set()
+        await wait_until(lambda: client.stats["bytes_received"] >= before + size // 2 + 12, "the rest of the item")
+        assert memory[size // 2:] == bytes(size // 2)  # the second half went to the discard buffer
+        assert client.stats["connections_active"] == 1  # and the connection stays usable
+    finally:
+        await fake.stop()
+
+
+async def test_leaving_a_stream_while_reading_is_paused(servers, clients, rng):
+    store = make_store(rng, 64, 256 * 1024)
+    server = await servers({Fetch: serve_store(store), Echo: echo})
+    client = clients(limits=ClientLimits(connections_per_endpoint=1))
+    pool = BufferPool(256 * 1024, 1)
+    async with client.stream(server.endpoint(), Fetch(keys=sorted(store)), pool) as items:
+        key, view = await items.__anext__()
+        assert view == store[key]
+        await wait_until(lambda: client.stats["read_pauses"] > 0, "reading to pause for a free buffer")
+    pool.release(view)
+    assert pool.free == 1
+    assert (await client.request(server.endpoint(), Echo(text="same connection"))).text == "same connection"
+    assert client.stats["connections_opened"] == 1
