@@ -3,7 +3,7 @@
 Operators give it as ``cluster --cluster-secret TEXT``, ``--cluster-secret-file PATH`` (preferred:
 it stays out of ``ps`` and supervisor files) or the environment variable
 ``AUTONOMYS_CLUSTER_SECRET``; a flag wins over the environment, both flags at once is an error.
-A file's trailing newline/whitespace is dropped so ``echo TOKEN > file`` works.
+Surrounding whitespace is dropped (so ``echo TOKEN > file`` works).
 
 :class:`ClusterSecret` never shows its value: ``repr`` and :meth:`public_view` (what ``--dry-run``
 prints) say only whether one is set and where it came from, and a config struct holding one

@@ -184,6 +184,23 @@ async def test_handshake_and_connect_failures(clients):
         port = sock.getsockname()[1]  # closed again: nothing listens there
     with pytest.raises(PeerUnreachable):
         await clients().request(f"tcp://127.0.0.1:{port}", Echo(text="x"))
+    with socket.socket() as full:  # a listener whose accept queue is full drops new SYNs
+        full.bind(("127.0.0.1", 0))
+        full.listen(0)
+        fillers = [socket.socket() for _ in range(3)]
+        try:
+            for filler in fillers:
+                filler.setblocking(False)
+                try:
+                    filler.connect(full.getsockname())
+                except BlockingIOError:
+                    pass
+            client = clients(limits=ClientLimits(connect_timeout=0.2))
+            with pytest.raises(PeerTimeout, match="connect"):
+                await client.request(f"tcp://127.0.0.1:{full.getsockname()[1]}", Echo(text="x"))
+        finally:
+            for filler in fillers:
+                filler.close()
 
 
 async def test_many_concurrent_tasks(servers, clients, rng):

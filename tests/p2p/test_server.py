@@ -148,7 +148,7 @@ async def test_truncated_frames(servers, clients):
     stalls.send(pack_header(Kind.REQUEST, 1, 100) + b"\x92" * 10)
     assert await stalls.closed_by_peer()
     assert (await clients().request(server.endpoint(), Echo(text="ok"))).text == "ok"
-    await wait_until(lambda: server.stats["connections_active"] == 1, "truncated connections to be dropped")
+    await wait_until(lambda: server.stats["connections_active"] <= 1, "truncated connections to be dropped")
 
 
 async def test_handshake_timeout(servers):
