@@ -24,6 +24,11 @@ import msgspec
 NATS_SCHEMES = ("nats", "tls", "ws", "wss")
 NODE_RPC_SCHEMES = ("ws", "wss", "http", "https")
 LOG_LEVELS = ("trace", "debug", "info", "warning", "error", "critical")
+LOG_FORMATS = ("auto", "console", "json")
+# Filesystems where no farm, cache or plot-server directory can ever live (kernel views).
+PSEUDO_FILESYSTEMS = frozenset({"proc", "sysfs", "devpts", "cgroup", "cgroup2", "securityfs", "debugfs", "tracefs",
+                                "pstore", "bpf", "configfs", "fusectl", "mqueue", "efivarfs", "binfmt_misc",
+                                "autofs", "rpc_pipefs", "nsfs", "devtmpfs", "selinuxfs", "hugetlbfs"})
 # Subspace/Autonomys SS58 address-format prefix (addresses start with "su"/"st").
 AUTONOMYS_SS58_PREFIX = 6094
 _SS58_CHECKSUM_PREFIX = b"SS58PRE"
@@ -57,23 +62,33 @@ class JsonConfig(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class RoleConfig(JsonConfig, frozen=True, kw_only=True):
-    """Fields every cluster daemon has; role configs subclass this."""
+    """Fields every cluster daemon has; role configs subclass this.
+
+    ``prometheus_listen_on``: metrics listeners (none: no metrics served); ``log_format``:
+    ``auto | console | json`` (``json_logs`` is kept for ``--json-logs``); ``hourly_cost``: what
+    the operator pays for this process per hour (``--hourly-cost``, GPU roles), for Grafana's
+    cost panels and the membership record."""
 
     role: str
     nats_servers: tuple[str, ...]
     instance: str
-    metrics_listen: str | None = None
+    prometheus_listen_on: tuple[str, ...] = ()
     log_level: str = "info"
+    log_format: str = "auto"
     json_logs: bool = False
+    hourly_cost: float | None = None
 
 
 class CommonArgs(msgspec.Struct, frozen=True, kw_only=True):
-    """Options given before the role name (``cluster --nats-server URL ... <role>``)."""
+    """Options given before the role name (``cluster --nats-server URL ... <role>``) or valid at
+    any level (``--log-format``), merged by the CLI."""
 
     nats_servers: tuple[str, ...] = ()
-    metrics_listen: str | None = None
+    prometheus_listen_on: tuple[str, ...] = ()
     log_level: str = "info"
+    log_format: str = "auto"
     json_logs: bool = False
+    hourly_cost: float | None = None
 
     def role_fields(self) -> dict:
         """These options as keyword arguments of a :class:`RoleConfig`."""
@@ -171,6 +186,43 @@ def parse_listen(value: str | None, what: str, allow_zero_port: bool = False) ->
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
+def parse_listen_list(values: Iterable[str], what: str = "--prometheus-listen-on") -> tuple[str, ...]:
+    """Validated ``HOST:PORT`` listeners (port 0 allowed), a repeated one dropped with a warning."""
+    seen: list[str] = []
+    for value in values:
+        clean = parse_listen(value, what, allow_zero_port=True)
+        if clean in seen:
+            print(f"warning: duplicate {what} {clean} ignored", file=sys.stderr)
+        else:
+            seen.append(clean)
+    return tuple(seen)
+
+
+def parse_log_format(value: str | None, json_logs: bool = False) -> str:
+    """``--log-format auto|console|json``; ``--json-logs`` (older spelling) means ``json``."""
+    if value is None:
+        return "json" if json_logs else "auto"
+    fmt = value.strip().lower()
+    if fmt not in LOG_FORMATS:
+        raise ConfigError(f"invalid --log-format {value!r}: expected one of {', '.join(LOG_FORMATS)}")
+    if json_logs and fmt != "json":
+        raise ConfigError(f"--json-logs contradicts --log-format {value!r}")
+    return fmt
+
+
+def parse_hourly_cost(value: str | None) -> float | None:
+    """``--hourly-cost 0.85``: the operator's cost of this process per hour (any currency), >= 0."""
+    if value is None:
+        return None
+    try:
+        cost = float(value)
+    except ValueError:
+        raise ConfigError(f"invalid --hourly-cost {value!r}: expected a number like 0.85") from None
+    if not cost >= 0 or cost == float("inf"):
+        raise ConfigError(f"invalid --hourly-cost {value!r}: must be a finite number >= 0")
+    return cost
+
+
 def parse_log_level(value: str) -> str:
     level = value.strip().lower()
     if level == "warn":
@@ -240,12 +292,19 @@ def check_directory(path: str, what: str, create: bool) -> str:
     if target.exists():
         if not target.is_dir():
             raise ConfigError(f"{what} {path!r} exists and is not a directory")
+        fstype = filesystem_type(target)
+        if fstype in PSEUDO_FILESYSTEMS:
+            raise ConfigError(f"{what} {path!r} is on the kernel's {fstype} filesystem, not a disk")
         if not os.access(target, os.W_OK | os.X_OK):
             raise ConfigError(f"{what} {path!r} is not writable")
         return str(target)
     parent = target.parent
     while not parent.exists():
         parent = parent.parent
+    fstype = filesystem_type(parent)
+    if fstype in PSEUDO_FILESYSTEMS:
+        raise ConfigError(f"{what} {path!r} can never be created: {str(parent)!r} is on the kernel's {fstype} "
+                          f"filesystem")
     if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
         raise ConfigError(f"{what} {path!r} does not exist and cannot be created under {str(parent)!r}")
     if create:
@@ -256,6 +315,28 @@ def check_directory(path: str, what: str, create: bool) -> str:
     else:
         print(f"note: {what} {str(target)!r} does not exist yet; it will be created at start", file=sys.stderr)
     return str(target)
+
+
+def filesystem_type(path: str | Path) -> str | None:
+    """Type of the filesystem holding ``path`` (``ext4``, ``proc``...), from /proc/self/mountinfo;
+    None where that cannot be read."""
+    try:
+        lines = Path("/proc/self/mountinfo").read_text().splitlines()
+    except OSError:
+        return None
+    real = os.path.realpath(path)
+    best, best_type = "", None
+    for line in lines:
+        fields = line.split(" ")
+        try:
+            mount_point = fields[4].encode().decode("unicode_escape")
+            fstype = fields[fields.index("-") + 1]
+        except (IndexError, ValueError):
+            continue
+        inside = real == mount_point or real.startswith(mount_point.rstrip("/") + "/")
+        if inside and len(mount_point) >= len(best):
+            best, best_type = mount_point, fstype
+    return best_type
 
 
 def check_file(path: str, what: str) -> str:
