@@ -144,7 +144,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--nats-server", "--nats-servers", action="append", dest="conf_nats_servers",
                         metavar="URL", help="NATS server URL (repeatable)")
     parser.add_argument("--out", required=True, metavar="DIR", help="directory to write the files into")
-    parser.add_argument("--systemd", action="store_true", help="also write systemd units into DIR/systemd/")
+    parser.add_argument("--systemd", action="store_true",
+                        help="also write systemd units into DIR/systemd/ (always with generate)")
     parser.add_argument("--gpus", default=None, metavar="N",
                         help="GPUs to use (default: all in the topology, else 1)")
     parser.add_argument("--cores-per-gpu", default=None, metavar="N",
@@ -235,7 +236,7 @@ def from_args(args: argparse.Namespace) -> ConfGenConfig:
         machine_role=role,
         nats_servers=servers,
         out_dir=args.out,
-        systemd=bool(args.systemd),
+        systemd=bool(args.systemd) or args.conf_action == "generate",
         binary=binary,
         user=args.user,
         log_dir=args.log_dir.rstrip("/") or "/",

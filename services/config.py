@@ -25,10 +25,7 @@ NATS_SCHEMES = ("nats", "tls", "ws", "wss")
 NODE_RPC_SCHEMES = ("ws", "wss", "http", "https")
 LOG_LEVELS = ("trace", "debug", "info", "warning", "error", "critical")
 LOG_FORMATS = ("auto", "console", "json")
-# Filesystems where no farm, cache or plot-server directory can ever live (kernel views).
-PSEUDO_FILESYSTEMS = frozenset({"proc", "sysfs", "devpts", "cgroup", "cgroup2", "securityfs", "debugfs", "tracefs",
-                                "pstore", "bpf", "configfs", "fusectl", "mqueue", "efivarfs", "binfmt_misc",
-                                "autofs", "rpc_pipefs", "nsfs", "devtmpfs", "selinuxfs", "hugetlbfs"})
+
 # Subspace/Autonomys SS58 address-format prefix (addresses start with "su"/"st").
 AUTONOMYS_SS58_PREFIX = 6094
 _SS58_CHECKSUM_PREFIX = b"SS58PRE"
@@ -289,6 +286,8 @@ def check_directory(path: str, what: str, create: bool) -> str:
         raise ConfigError(f"empty {what} path")
     target = Path(path).expanduser()
     target = target if target.is_absolute() else Path.cwd() / target
+    from services.preflight import PSEUDO_FILESYSTEMS, filesystem_type
+
     if target.exists():
         if not target.is_dir():
             raise ConfigError(f"{what} {path!r} exists and is not a directory")
@@ -315,28 +314,6 @@ def check_directory(path: str, what: str, create: bool) -> str:
     else:
         print(f"note: {what} {str(target)!r} does not exist yet; it will be created at start", file=sys.stderr)
     return str(target)
-
-
-def filesystem_type(path: str | Path) -> str | None:
-    """Type of the filesystem holding ``path`` (``ext4``, ``proc``...), from /proc/self/mountinfo;
-    None where that cannot be read."""
-    try:
-        lines = Path("/proc/self/mountinfo").read_text().splitlines()
-    except OSError:
-        return None
-    real = os.path.realpath(path)
-    best, best_type = "", None
-    for line in lines:
-        fields = line.split(" ")
-        try:
-            mount_point = fields[4].encode().decode("unicode_escape")
-            fstype = fields[fields.index("-") + 1]
-        except (IndexError, ValueError):
-            continue
-        inside = real == mount_point or real.startswith(mount_point.rstrip("/") + "/")
-        if inside and len(mount_point) >= len(best):
-            best, best_type = mount_point, fstype
-    return best_type
 
 
 def check_file(path: str, what: str) -> str:

@@ -4,8 +4,8 @@ given twice, and free disk space for farms (``path=DIR,sectors=N``) and sized ca
 
 Why: a supervisor program that fails on its first bind, or a farm that fills its disk after a
 day of plotting, costs an operator far more than one line at ``--dry-run`` time. Unwritable
-paths (read-only, or kernel filesystems such as /proc) are refused by
-``services.config.check_directory`` while the config is built.
+paths (read-only, or kernel filesystems such as /proc: :func:`filesystem_type` here) are refused
+by ``services.config.check_directory`` while the config is built.
 
 Space for a farm is ``plot.bin`` (``sectors × sector_size(pieces_in_sector)``, spec 03 §7, rounded
 to 4 KiB) plus ``metadata.bin`` (1 MiB + 131 116 bytes per sector, §9) plus the small info and
@@ -24,11 +24,36 @@ from pathlib import Path
 from typing import Any
 
 from services.config import ConfigError, parse_host_port
-from services.protocol.sector import metadata_file_size, plot_file_size
 
+# Filesystems where no farm, cache or plot-server directory can ever live (kernel views).
+PSEUDO_FILESYSTEMS = frozenset({"proc", "sysfs", "devpts", "cgroup", "cgroup2", "securityfs", "debugfs", "tracefs",
+                                "pstore", "bpf", "configfs", "fusectl", "mqueue", "efivarfs", "binfmt_misc",
+                                "autofs", "rpc_pipefs", "nsfs", "devtmpfs", "selinuxfs", "hugetlbfs"})
 MAINNET_PIECES_IN_SECTOR = 1000
 SMALL_FILES_BYTES = 3 * 4096  # single_disk_farm.json, identity.bin, a lock file
 FARM_FILES = ("plot.bin", "metadata.bin")
+
+
+def filesystem_type(path: str | Path) -> str | None:
+    """Type of the filesystem holding ``path`` (``ext4``, ``proc``...), from /proc/self/mountinfo;
+    None where that cannot be read."""
+    try:
+        lines = Path("/proc/self/mountinfo").read_text().splitlines()
+    except OSError:
+        return None
+    real = os.path.realpath(path)
+    best, best_type = "", None
+    for line in lines:
+        fields = line.split(" ")
+        try:
+            mount_point = fields[4].encode().decode("unicode_escape")
+            fstype = fields[fields.index("-") + 1]
+        except (IndexError, ValueError):
+            continue
+        inside = real == mount_point or real.startswith(mount_point.rstrip("/") + "/")
+        if inside and len(mount_point) >= len(best):
+            best, best_type = mount_point, fstype
+    return best_type
 
 
 def listen_addresses(config: Any) -> list[tuple[str, str]]:
@@ -80,6 +105,8 @@ def check_port_free(host: str, port: int, flag: str) -> None:
 
 def farm_bytes_needed(sectors: int, pieces_in_sector: int = MAINNET_PIECES_IN_SECTOR) -> int:
     """Disk bytes of a farm of ``sectors`` sectors, all files included."""
+    from services.protocol.sector import metadata_file_size, plot_file_size  # numpy: only when there are farms
+
     return plot_file_size(sectors, pieces_in_sector) + metadata_file_size(sectors) + SMALL_FILES_BYTES
 
 
