@@ -157,8 +157,10 @@ def test_repeatable_listeners_and_busy_port():
                            "address already in use")
     finally:
         listeners.close()
-    with socket.socket() as probe:  # closed listeners free their ports
+    with socket.socket() as probe:  # closed listeners free their ports (a TIME_WAIT leftover is no listener)
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         probe.bind(("127.0.0.1", ports[0]))
+        probe.listen()
 
 
 def test_piece_getter_timing_counts_failures():
