@@ -29,7 +29,6 @@ import shutil
 import socket
 import sys
 from pathlib import Path
-from typing import Sequence
 from urllib.parse import urlsplit
 
 import msgspec

@@ -386,7 +386,7 @@ def test_hourly_cost_and_log_format_on_gpu_roles(capsys):
 # --- dry-run preflight -----------------------------------------------------------------------
 
 
-def _listening_socket() -> "socket.socket":
+def _listening_socket():  # noqa: ANN202 - socket.socket
     import socket
 
     sock = socket.socket()
