@@ -48,6 +48,7 @@ from services.controller.messages import (
 )
 from services.controller.config import ControllerConfig
 from services.daemon import Daemon, DaemonError, package_version
+from services.logs import CONNECTING_TO_NODE
 from services.node.rpc_client import NodeRpcClient, RpcConnectionError, RpcError
 from services.node.rpc_server import METHOD_NOT_FOUND
 from services.node.rpc_types import MAX_SEGMENT_HEADERS_PER_REQUEST
@@ -114,6 +115,7 @@ class ControllerService(Daemon):
         deadline = time.monotonic() + NODE_CONNECT_TIMEOUT_S
         delay = 0.5
         while True:
+            self.log.info(CONNECTING_TO_NODE, url=self.config.node_rpc_url)  # the official farmer's wording
             try:
                 await self.node.connect(timeout=10)
                 info = await self.node.farmer_app_info()
