@@ -13,8 +13,8 @@ sector hash before anyone uses them).
 
 Main API: ``load_json``, ``vector_bytes``, ``farm_path``, ``xof``, ``challenge``,
 ``mainnet_kzg``, ``erasure_coding``, ``k20_proofs``, ``archiver_blocks``, ``segment_pieces``,
-``reference_sector`` (``"p4"``, ``"p8"``, ``"p6"``) -> ``ReferenceSector`` with ``sector_bytes()``
-and ``metadata()``.
+``solution_from_vector``, ``reference_sector`` (``"p4"``, ``"p8"``, ``"p6"``) -> ``ReferenceSector``
+with ``pieces()``, ``sector_bytes()`` and ``metadata()``; ``plot`` / ``plot_matching_reference``.
 """
 
 from __future__ import annotations
@@ -191,6 +191,24 @@ def segment_pieces(segment_index: int, positions: list[int] | tuple[int, ...]) -
         assert blake3(piece).hexdigest() == segment["piece_blake3"][position], f"piece {position} input"
         pieces[position] = piece
     return pieces
+
+
+def solution_from_vector(vector: dict):  # noqa: ANN201 - services.protocol.solution.Solution
+    """A ``Solution`` from the sector vectors' field-by-field form (hex strings)."""
+    from services.protocol.solution import Solution
+
+    return Solution(
+        public_key=bytes.fromhex(vector["public_key"]),
+        reward_address=bytes.fromhex(vector["reward_address"]),
+        sector_index=vector["sector_index"],
+        history_size=vector["history_size"],
+        piece_offset=vector["piece_offset"],
+        record_commitment=bytes.fromhex(vector["record_commitment"]),
+        record_witness=bytes.fromhex(vector["record_witness"]),
+        chunk=bytes.fromhex(vector["chunk"]),
+        chunk_witness=bytes.fromhex(vector["chunk_witness"]),
+        proof_of_space=bytes.fromhex(vector["proof_of_space"]),
+    )
 
 
 # --------------------------------------------------------------------------------------------

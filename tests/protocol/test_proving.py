@@ -12,14 +12,13 @@ from __future__ import annotations
 from collections import defaultdict
 
 import pytest
-from reference_vectors import erasure_coding, k20_proofs, mainnet_kzg, reference_sector
+from reference_vectors import erasure_coding, k20_proofs, mainnet_kzg, reference_sector, solution_from_vector
 from test_plotting import build_shim_sector
 
 from services.protocol.auditing import AuditCandidate, audit_sector, global_challenge_from_pot_output, sector_audit_location
 from services.protocol.hashes import blake3_hash
 from services.protocol.proving import ProvingCandidate, ProvingError, prove, prove_audit_result, resolve_candidates
 from services.protocol.sector import SectorContentsMap
-from services.protocol.solution import Solution
 
 REWARD_ADDRESS = bytes([0xAA]) * 32
 
@@ -30,21 +29,6 @@ def _audit(sector, pot_output: bytes, slot: int, solution_range: int):  # noqa: 
     _, offset, size = sector_audit_location(sector_id, global_challenge, sector.metadata())
     data = sector.sector_bytes()
     return audit_sector(sector.sector_index, sector_id, global_challenge, solution_range, data[offset : offset + size])
-
-
-def _expected_solution(vector: dict) -> Solution:
-    return Solution(
-        public_key=bytes.fromhex(vector["public_key"]),
-        reward_address=bytes.fromhex(vector["reward_address"]),
-        sector_index=vector["sector_index"],
-        history_size=vector["history_size"],
-        piece_offset=vector["piece_offset"],
-        record_commitment=bytes.fromhex(vector["record_commitment"]),
-        record_witness=bytes.fromhex(vector["record_witness"]),
-        chunk=bytes.fromhex(vector["chunk"]),
-        chunk_witness=bytes.fromhex(vector["chunk_witness"]),
-        proof_of_space=bytes.fromhex(vector["proof_of_space"]),
-    )
 
 
 @pytest.mark.slow
@@ -69,7 +53,7 @@ def test_reference_solutions(name: str) -> None:
         assert len(solutions) == len(expected), f"audit {audit_i}"
         for solution, vector in zip(solutions, expected):
             where = f"audit {audit_i} solution {vector['k']}"
-            assert solution == _expected_solution(vector["solution"]), where
+            assert solution == solution_from_vector(vector["solution"]), where
             assert solution.to_scale().hex() == vector["solution"]["scale"], where
             assert sector.vector["piece_indexes"][solution.piece_offset] == vector["piece_index"], where
 
