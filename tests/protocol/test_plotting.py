@@ -8,8 +8,8 @@ in ``sector_history_ref_p6.bin``) byte for byte, with every recorded field of th
 Every reference record holds 32 768 encoded chunks, so the unencoded fill (records with fewer
 proofs) and the all-zero masked chunk are checked against the spec's rule only
 (``test_select_encoded_chunks_follows_spec``, ``test_assemble_sector_with_unencoded_chunks``).
-``build_shim_sector`` (insecure shim PoS, sparse proofs) is shared with the reading and proving
-tests for that path.
+``build_shim_sector(sparse=True)`` (insecure shim PoS, proofs for a quarter of the s-buckets)
+is shared with the reading and proving tests for that path.
 """
 
 from __future__ import annotations
