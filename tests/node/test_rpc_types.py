@@ -40,6 +40,11 @@ def _history_solution() -> Solution:
     return solution_from_vector(load_json("sector_history_ref.json")["sectors"][0]["solutions"][0]["solution"])
 
 
+def _solution_with(**fields: object) -> dict:
+    """The JSON of the history solution with some fields replaced, parsed and rendered by us."""
+    return Solution.from_json({**_history_solution().to_json(), **fields}).to_json()
+
+
 def _decimal(text: str) -> int:
     return check_uint(json.loads(text), U64_MAX, "number")
 
@@ -48,7 +53,9 @@ def _decimal(text: str) -> int:
 RENDERERS = {
     "Solution<PublicKey>": lambda text: SolutionResponse(1, Solution.from_json(json.loads(text))).to_json()["solution"],
     "PublicKey": lambda text: RewardSigningInfo(bytes(32), bytes.fromhex(json.loads(text))).to_json()["publicKey"],
-    "RewardSignature": lambda text: RewardSignatureResponse(bytes(32), bytes.fromhex(json.loads(text))).to_json()["signature"],
+    "RewardSignature": lambda text: RewardSignatureResponse(
+        bytes(32), bytes.fromhex(json.loads(text))
+    ).to_json()["signature"],
     "Blake3Hash": lambda text: SlotInfo(1, bytes.fromhex(json.loads(text)), 1, 1).to_json()["globalChallenge"],
     "SegmentCommitment": lambda text: SegmentHeader(
         0, bytes.fromhex(json.loads(text)), bytes(32), LastArchivedBlock(0, ArchivedBlockProgress.complete())
@@ -63,8 +70,8 @@ RENDERERS = {
     "ChunkWitness": lambda _: _history_solution().to_json()["chunkWitness"],
     "ScalarBytes": lambda _: _history_solution().to_json()["chunk"],
     "PosProof": lambda _: _history_solution().to_json()["proofOfSpace"],
-    "PieceOffset": lambda text: Solution.from_json({**_history_solution().to_json(), "pieceOffset": json.loads(text)}).to_json()["pieceOffset"],
-    "SectorIndex (u16)": lambda text: Solution.from_json({**_history_solution().to_json(), "sectorIndex": json.loads(text)}).to_json()["sectorIndex"],
+    "PieceOffset": lambda text: _solution_with(pieceOffset=json.loads(text))["pieceOffset"],
+    "SectorIndex (u16)": lambda text: _solution_with(sectorIndex=json.loads(text))["sectorIndex"],
 }
 CHECKED_ELSEWHERE = {  # tests/protocol
     "SegmentHeader", "LastArchivedBlock", "ArchivedBlockProgress", "Piece (abridged)",

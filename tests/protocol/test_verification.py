@@ -48,7 +48,9 @@ def _mainnet_piece_check(solution, segment_commitment: bytes) -> PieceCheckParam
     return PieceCheckParams(1000, segment_commitment, 5, (1, 10), 4, solution.history_size, None)
 
 
-def _verdict(solution, slot: int, pot_output: bytes, solution_range: int, piece_check: PieceCheckParams | None) -> dict:  # noqa: ANN001
+def _verdict(  # noqa: ANN001
+    solution, slot: int, pot_output: bytes, solution_range: int, piece_check: PieceCheckParams | None
+) -> dict:
     """Our verification result in the vectors' verdict form."""
     try:
         distance = verify_solution(solution, slot, VerifySolutionParams(pot_output, solution_range, piece_check), mainnet_kzg())
@@ -199,7 +201,9 @@ def reference_solution():  # noqa: ANN201
     return solution, vector, piece_check
 
 
-def _kind(solution, vector: dict, piece_check: PieceCheckParams | None, solution_range: int | None = None) -> str | None:  # noqa: ANN001
+def _kind(  # noqa: ANN001
+    solution, vector: dict, piece_check: PieceCheckParams | None, solution_range: int | None = None
+) -> str | None:
     verdict = _verdict(
         solution, vector["slot"], bytes.fromhex(vector["pot_output"]),
         int(vector["solution_range"]) if solution_range is None else solution_range, piece_check,
