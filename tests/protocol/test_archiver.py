@@ -397,7 +397,7 @@ def test_mainnet_params_pieces_valid(erasure) -> None:
     from shared_paths import require_mainnet_kzg
     from services.protocol.kzg import Kzg
 
-    kzg = Kzg.from_file(require_mainnet_kzg())
+    kzg = Kzg.from_bytes(require_mainnet_kzg().read_bytes())
     # Three records of random bytes, the rest zero (zero records commit fast).
     segment = bytearray(SIZE)
     segment[: 3 * RAW_RECORD_SIZE] = np.random.default_rng(5).integers(0, 256, 3 * RAW_RECORD_SIZE, dtype=np.uint8).tobytes()
