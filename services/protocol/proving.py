@@ -23,7 +23,7 @@ import numpy as np
 
 from services.protocol.auditing import AuditCandidate, SectorAuditResult
 from services.protocol.constants import RECORD_NUM_S_BUCKETS
-from services.protocol.plotting import ProofsForSeed
+from services.protocol.s_bucket_proofs import ProofsForSeed
 from services.protocol.kzg import Polynomial
 from services.protocol.reading import ReadingError, read_record_shards, recover_record_polynomial
 from services.protocol.sector import (

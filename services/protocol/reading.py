@@ -33,7 +33,7 @@ from services.protocol.constants import (
 )
 from services.protocol.hashes import blake3_hash
 from services.protocol.pieces import Piece
-from services.protocol.plotting import ProofsForSeed, check_s_bucket_proofs, proof_mask_hashes
+from services.protocol.s_bucket_proofs import ProofsForSeed, check_s_bucket_proofs, proof_mask_hashes
 from services.protocol.sector import (
     RecordMetadata,
     SectorContentsMap,

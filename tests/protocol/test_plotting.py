@@ -1,14 +1,19 @@
-"""Record encoding and sector assembly (spec 03 sections 6-7).
+"""Record encoding into the sector buffer, parallel/abortable encoding (spec 03 sections 6-8).
 
-The sector layout is compared with a literal, loop-by-loop rendering of the spec written here;
-the shim PoS table (spec 02 section 9) stands in for the K=20 tables (the round-trip test uses
-the real ones).  ``build_shim_sector`` is shared with the reading / proving / verification tests.
+Record selection is compared with a literal, loop-by-loop rendering of the spec written here;
+the shim PoS table (spec 02 section 9) stands in for the K=20 tables, except in the conformance
+tests at the end, which plot the reference's pieces with real K=20 tables and compare the sector
+bytes with the reference's. The sector layout itself is tested in ``test_sector_writer.py``.
+``build_shim_sector`` is shared with the reading / proving / verification tests.
 """
 
 from __future__ import annotations
 
 import functools
+import json
 import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,24 +26,24 @@ from services.protocol.hashes import blake3_254_hash_to_scalar
 from services.protocol.kzg import Kzg
 from services.protocol.plotting import (
     CpuRecordEncoder,
-    EncodedRecord,
+    PlottingAborted,
     PlottingError,
     PlottingResult,
-    ProofsForSeed,
-    SBucketProofs,
-    assemble_sector,
+    SectorBuffer,
+    _select_chunks,
+    encode_records,
     plot_sector,
     sector_piece_indexes,
-    select_encoded_chunks,
+)
+from services.protocol.s_bucket_proofs import (
+    ProofsForSeed,
+    SBucketProofs,
+    chia_proofs_for_seed,
     shim_proofs_for_seed,
 )
-from services.protocol.sector import (
-    FarmerProtocolInfo,
-    RecordMetadata,
-    SectorContentsMap,
-    derive_evaluation_seed,
-    sector_size,
-)
+from services.protocol.sector import FarmerProtocolInfo, SectorContentsMap, derive_evaluation_seed, sector_size
+from services.protocol.sector_writer import SectorWriter
+from shared_paths import require_vectors
 
 
 @dataclass
@@ -119,19 +124,25 @@ def _naive_select(extended: np.ndarray, found: np.ndarray, hashes: np.ndarray) -
 
 
 @pytest.mark.parametrize("found_fraction", [0.3, 0.7])
-def test_select_encoded_chunks_follows_spec(found_fraction: float) -> None:
+def test_select_chunks_follows_spec(found_fraction: float) -> None:
     rng = np.random.default_rng(5)
-    extended = rng.integers(0, 256, (65536, 32), dtype=np.uint8)
+    source = rng.integers(0, 256, (32768, 32), dtype=np.uint8)
+    parity = rng.integers(0, 256, (32768, 32), dtype=np.uint8)
+    extended = np.empty((65536, 32), dtype=np.uint8)
+    extended[0::2], extended[1::2] = source, parity
     hashes = rng.integers(0, 256, (65536, 32), dtype=np.uint8)
     found = rng.random(65536) < found_fraction
     zero_s = int(np.flatnonzero(found)[3])
     hashes[zero_s] = extended[zero_s]  # masked value all zero: treated as "no proof"
-    record = select_encoded_chunks(extended, found, hashes)
+    chunks = np.full((32768, 32), 0xAA, dtype=np.uint8)
+    bitfield = np.full(8192, 0xFF, dtype=np.uint8)  # stale contents must be overwritten
+    count = _select_chunks(source, parity, found, hashes, chunks, bitfield)
     stored, bits = _naive_select(extended, found, hashes)
-    assert not record.encoded_mask[zero_s]
-    assert np.array_equal(record.encoded_mask, bits)
-    assert record.chunks.tobytes() == b"".join(stored)
-    assert int(bits.sum()) == min(32768, int(found.sum()) - 1)
+    mask = np.unpackbits(bitfield, bitorder="little").astype(bool)
+    assert not mask[zero_s]
+    assert np.array_equal(mask, bits)
+    assert chunks.tobytes() == b"".join(stored)
+    assert count == int(bits.sum()) == min(32768, int(found.sum()) - 1)
 
 
 def test_cpu_encoder_masks_extended_record_with_proof_hashes() -> None:
@@ -139,8 +150,9 @@ def test_cpu_encoder_masks_extended_record_with_proof_hashes() -> None:
     record = random_source_record(rng)
     seed = bytes(range(32))
     encoder = CpuRecordEncoder(ErasureCoding(16), shim_proofs_for_seed)
-    extended = encoder.extend(record)
-    assert np.array_equal(extended[0::2], record)
+    extended = np.empty((65536, 32), dtype=np.uint8)
+    extended[0::2], extended[1::2] = record, encoder.parity(record)
+    assert extended[1::2].tobytes() == b"".join(ErasureCoding(16).extend([r.tobytes() for r in record]))
     encoded = encoder.encode(record, seed)
     proofs = shim_proofs_for_seed(seed)
     encoded_s = np.flatnonzero(encoded.encoded_mask)
@@ -156,50 +168,6 @@ def test_encoder_rejects_non_canonical_chunk() -> None:
     record[17] = np.frombuffer(BLS12_381_R.to_bytes(32, "big"), dtype=np.uint8)
     with pytest.raises(PlottingError, match="erasure coded"):
         CpuRecordEncoder(ErasureCoding(16), shim_proofs_for_seed).encode(record, bytes(32))
-
-
-# ---- sector assembly
-
-
-def _naive_sector(records: list[EncodedRecord], metadata: list[RecordMetadata]) -> bytes:
-    """Spec 03 section 7 written out with running cursors per record."""
-    n = len(records)
-    body = b"".join(np.packbits(r.encoded_mask, bitorder="little").tobytes() for r in records)
-    out = [body, blake3(body).digest()]
-    encoded_counts = [int(r.encoded_mask.sum()) for r in records]
-    encoded_cursor = [0] * n
-    unencoded_cursor = [0] * n
-    masks = [r.encoded_mask.tolist() for r in records]
-    chunks = [r.chunks.tobytes() for r in records]
-    for s in range(65536):
-        for p in range(n):
-            if masks[p][s]:
-                k = encoded_cursor[p]
-                encoded_cursor[p] += 1
-            elif unencoded_cursor[p] < 32768 - encoded_counts[p]:
-                k = encoded_counts[p] + unencoded_cursor[p]
-                unencoded_cursor[p] += 1
-            else:
-                continue
-            out.append(chunks[p][32 * k : 32 * k + 32])
-    out.extend(m.to_bytes() for m in metadata)
-    sector = b"".join(out)
-    return sector + blake3(sector).digest()
-
-
-def test_assemble_sector_matches_literal_layout() -> None:
-    rng = np.random.default_rng(9)
-    records = []
-    for density in (0.2, 0.5, 0.55):
-        mask = rng.random(65536) < density
-        mask[np.flatnonzero(mask)[32768:]] = False
-        records.append(EncodedRecord(rng.integers(0, 256, (32768, 32), dtype=np.uint8), mask))
-    metadata = [RecordMetadata(rng.bytes(48), rng.bytes(48), rng.bytes(32)) for _ in records]
-    sector, sizes = assemble_sector(records, metadata)
-    assert len(sector) == sector_size(3)
-    assert sector == _naive_sector(records, metadata)
-    contents_map = SectorContentsMap.from_sector(sector, 3)
-    assert np.array_equal(sizes, contents_map.s_bucket_sizes())
 
 
 # ---- whole-sector plotting
@@ -250,3 +218,112 @@ def test_plot_sector_checks_pieces_in_sector_limit() -> None:
     encoder = CpuRecordEncoder(shim.erasure, shim_proofs_for_seed)
     with pytest.raises(ValueError, match="max_pieces_in_sector"):
         plot_sector(os.urandom(32), 0, shim.protocol_info, 33, shim.pieces, encoder)
+
+
+# ---- parallel, incremental, abortable encoding
+
+
+def _pieces_of(shim: ShimSector, sector: SectorBuffer, order=None):  # noqa: ANN001, ANN202
+    offsets = range(sector.pieces_in_sector) if order is None else order
+    return [(p, shim.pieces[sector.piece_indexes[p]]) for p in offsets]
+
+
+def test_parallel_out_of_order_encoding_is_byte_identical() -> None:
+    shim = build_shim_sector(sparse=True)
+    sector = SectorBuffer(shim.public_key, 0, shim.protocol_info, 3)
+    seen = []
+    with ThreadPoolExecutor(2) as pool:
+        encode_records(sector, _pieces_of(shim, sector, [2, 0, 1]), CpuRecordEncoder(shim.erasure, shim.proofs_for_seed),
+                       pool, on_record=seen.append, max_in_flight=2)
+    assert sorted(seen) == [0, 1, 2] and sector.complete
+    assert SectorWriter(sector).to_bytes() == shim.result.sector
+
+
+def test_pieces_are_pulled_lazily_within_the_in_flight_bound() -> None:
+    shim = build_shim_sector()
+    sector = SectorBuffer(shim.public_key, 0, shim.protocol_info, 3)
+    pulled = []
+    done = []
+
+    def pieces():
+        for offset, piece in _pieces_of(shim, sector):
+            assert len(pulled) == len(done), "a piece pulled while another is still in flight"
+            pulled.append(offset)
+            yield offset, piece
+
+    with ThreadPoolExecutor(2) as pool:
+        encode_records(sector, pieces(), CpuRecordEncoder(shim.erasure, shim_proofs_for_seed), pool,
+                       on_record=done.append, max_in_flight=1)
+    assert done == [0, 1, 2]
+
+
+@pytest.mark.parametrize("use_executor", [False, True])
+def test_abort_stops_between_records(use_executor: bool) -> None:
+    shim = build_shim_sector()
+    sector = SectorBuffer(shim.public_key, 0, shim.protocol_info, 3)
+    abort = threading.Event()
+    done = []
+
+    def on_record(offset: int) -> None:
+        done.append(offset)
+        abort.set()  # the job was cancelled while its first record was encoding
+
+    with ThreadPoolExecutor(1) as pool, pytest.raises(PlottingAborted):
+        encode_records(sector, _pieces_of(shim, sector), CpuRecordEncoder(shim.erasure, shim_proofs_for_seed),
+                       pool if use_executor else None, abort=abort, on_record=on_record, max_in_flight=1)
+    assert done == [0]
+    assert sector.missing_offsets() == [1, 2] and not sector.complete
+
+
+def test_a_failing_record_names_its_piece_and_stops_the_rest() -> None:
+    shim = build_shim_sector()
+    sector = SectorBuffer(shim.public_key, 0, shim.protocol_info, 3)
+    pieces = _pieces_of(shim, sector)
+    offset, piece = pieces[1]
+    pieces[1] = (offset, b"\xff" * 32 + piece[32:])
+    with ThreadPoolExecutor(2) as pool, pytest.raises(PlottingError, match=f"piece offset {offset}.*erasure coded"):
+        encode_records(sector, pieces, CpuRecordEncoder(shim.erasure, shim_proofs_for_seed), pool)
+    assert not sector.complete
+
+
+def test_caller_supplied_records_buffer_is_used_in_place() -> None:
+    shim = build_shim_sector()
+    buffer = np.zeros((3, 32768, 32), dtype=np.uint8)
+    sector = SectorBuffer(shim.public_key, 0, shim.protocol_info, 3, records=buffer)
+    encode_records(sector, _pieces_of(shim, sector), CpuRecordEncoder(shim.erasure, shim_proofs_for_seed))
+    assert sector.records is buffer and buffer.any()
+    assert SectorWriter(sector).to_bytes() == shim.result.sector
+    with pytest.raises(ValueError, match="records buffer"):
+        SectorBuffer(shim.public_key, 0, shim.protocol_info, 3, records=np.zeros((2, 32768, 32), np.uint8))
+
+
+# ---- conformance: the reference's sectors, plotted with real K=20 tables
+
+
+def _reference_sector(name: str, index: int = 0) -> tuple[dict, dict]:
+    data = json.loads(require_vectors(name).read_text())
+    return data, data["sectors"][index]
+
+
+@pytest.mark.slow
+def test_history_sector_bytes_equal_the_reference() -> None:
+    """The reference's 6-piece sector at history size 64 (recent-history branch), plotted from
+    its pieces on two threads: byte for byte the reference sector."""
+    data, ref = _reference_sector("sector_history_ref.json")
+    info = FarmerProtocolInfo.from_scale(bytes.fromhex(data["farmer_protocol_info"]["scale"]))
+    public_key = bytes.fromhex(data["public_key"])
+    raw = require_vectors(data["pieces_bin"]).read_bytes()
+    n = ref["pieces_in_sector"]
+    sector = SectorBuffer(public_key, data["sector_index"], info, n)
+    assert list(sector.piece_indexes) == ref["piece_indexes"]
+    assert sector.sector_id.hex() == ref["sector_id"]
+    pieces = [(p, memoryview(raw)[p * 1048672 : (p + 1) * 1048672]) for p in range(n)]
+    with ThreadPoolExecutor(2) as pool:
+        encode_records(sector, pieces, CpuRecordEncoder(ErasureCoding(16), chia_proofs_for_seed("cpu")), pool)
+    assert list(sector.encoded_counts) == ref["num_encoded_record_chunks"]
+    writer = SectorWriter(sector)
+    expected = require_vectors(ref["sector_bin"]).read_bytes()
+    assert writer.size == len(expected) == ref["sector_len"]
+    assert writer.metadata.to_checksummed_bytes().hex() == ref["sector_metadata_checksummed"]
+    assert blake3(writer.plotted_sector.to_scale()).hexdigest() == ref["plotted_sector_scale_blake3"]
+    assert writer.to_bytes() == expected
