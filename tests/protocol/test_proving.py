@@ -1,4 +1,5 @@
-"""Proving audit candidates into solutions (spec 04 section 3), with the shim PoS table.
+"""Proving audit candidates into solutions (spec 04 section 3), with the shim PoS table, and
+the reference's solutions proven from one record's data with real K=20 tables (slow).
 
 ``build_shim_solution`` (a sector, a winning slot challenge and its solution) is shared with the
 verification tests.
@@ -7,6 +8,8 @@ verification tests.
 from __future__ import annotations
 
 import functools
+import json
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import pytest
@@ -23,9 +26,18 @@ from services.protocol.auditing import (
 from services.protocol.hashes import blake3_hash
 from services.protocol.plotting import shim_proofs_for_seed
 from services.protocol.pos.shim import shim_verify
-from services.protocol.proving import ProvingCandidate, ProvingError, prove, prove_audit_result, resolve_candidates
-from services.protocol.sector import SectorContentsMap, derive_evaluation_seed
+from services.protocol.proving import (
+    ProvingCandidate,
+    ProvingError,
+    prove,
+    prove_audit_result,
+    prove_record,
+    resolve_candidates,
+)
+from services.protocol.reading import RecordData, read_record_data
+from services.protocol.sector import SectorContentsMap, SectorMetadata, derive_evaluation_seed
 from services.protocol.solution import Solution
+from shared_paths import require_vectors
 
 U64_MAX = 2**64 - 1
 REWARD_ADDRESS = bytes([0xAA]) * 32
@@ -150,3 +162,65 @@ def test_contents_map_disagreement_is_reported() -> None:
             shim.result.sector, shim.result.metadata, shim.public_key, REWARD_ADDRESS,
             ProvingCandidate(s_bucket, 0, piece_offset, True, 0), shim.kzg, shim.erasure, shim.proofs_for_seed,
         )  # fmt: skip
+
+
+def test_prove_record_from_shipped_record_data_equals_sector_proof() -> None:
+    """The split a proof-server uses: read step (record data, shipped as bytes), prove step."""
+    built = build_shim_solution()
+    shim = built.shim
+    result = shim.result
+    solution = built.solution
+    shipped = read_record_data(result.sector, result.metadata, solution.piece_offset).to_bytes()
+    record = RecordData.from_bytes(solution.piece_offset, shipped)
+    again = prove_record(
+        record, shim.public_key, REWARD_ADDRESS, 0, 1, built.audit.s_bucket, shim.kzg, shim.erasure, shim_proofs_for_seed,
+    )  # fmt: skip
+    assert again == solution
+
+
+def test_prove_record_refuses_unencoded_bucket_and_wrong_tables() -> None:
+    shim = build_shim_sector(sparse=True)
+    result = shim.result
+    record = read_record_data(result.sector, result.metadata, 0)
+    unencoded = int(next(s for s in range(65536) if not record.encoded_mask()[s]))
+    encoded = int(next(s for s in range(65536) if record.encoded_mask()[s]))
+    args = (shim.public_key, REWARD_ADDRESS, 0, 1)
+    with pytest.raises(ProvingError, match="no encoded chunk in s-bucket"):
+        prove_record(record, *args, unencoded, shim.kzg, shim.erasure, shim.proofs_for_seed)
+    with pytest.raises(ProvingError, match="out of range"):
+        prove_record(record, *args, 65536, shim.kzg, shim.erasure, shim.proofs_for_seed)
+    # the dense shim tables have proofs where the sparse ones had none: masks differ, and the
+    # un-masked chunks are no longer evaluations of one polynomial (or not canonical)
+    with pytest.raises(ProvingError, match="sector 0 record 0"):
+        prove_record(record, shim.public_key, REWARD_ADDRESS, 0, 2, encoded, shim.kzg, shim.erasure, shim_proofs_for_seed)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("vectors", ["sector_history_ref.json", "sector_ref.json"])
+def test_reference_solutions_from_record_data(vectors: str) -> None:
+    """Solutions the reference farmer produced, rebuilt from one record's data each (K=20 tables,
+    mainnet setup, erasure NTTs and witness MSM split over two threads): bit for bit."""
+    from services.kzg_setup import mainnet_kzg
+    from services.protocol.erasure import ErasureCoding
+    from services.protocol.parallel import Workers
+    from services.protocol.s_bucket_proofs import chia_proofs_for_seed
+
+    data = json.loads(require_vectors(vectors).read_text())
+    ref = data["sectors"][0]
+    sector = require_vectors(ref["sector_bin"]).read_bytes()
+    metadata = SectorMetadata.from_checksummed_bytes(bytes.fromhex(ref["sector_metadata_checksummed"]))
+    public_key = bytes.fromhex(data["public_key"])
+    kzg, erasure, proofs_for_seed = mainnet_kzg(), ErasureCoding(16), chia_proofs_for_seed("cpu")
+    expected_solutions = ref["solutions"][:2]
+    assert expected_solutions
+    with ThreadPoolExecutor(2) as pool:
+        for expected in expected_solutions:
+            solution = expected["solution"]
+            s_bucket = ref["audits"][expected["audit_i"]]["s_bucket"]
+            shipped = read_record_data(sector, metadata, solution["piece_offset"]).to_bytes()
+            proven = prove_record(
+                RecordData.from_bytes(solution["piece_offset"], shipped), public_key,
+                bytes.fromhex(data["reward_address"]), metadata.sector_index, metadata.history_size, s_bucket,
+                kzg, erasure, proofs_for_seed, Workers(pool, 2),
+            )  # fmt: skip
+            assert proven.to_scale().hex() == solution["scale"], (vectors, expected["audit_i"])

@@ -154,3 +154,27 @@ def test_piece_offset_out_of_range() -> None:
     result = shim.result
     with pytest.raises(ReadingError, match="piece offset 3"):
         read_piece(result.sector, result.metadata, result.plotted_sector.sector_id, 3, shim.erasure, shim_proofs_for_seed)
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+def test_record_data_is_the_stored_record(sparse: bool) -> None:
+    """``read_record_data`` gives back exactly what record encoding stored (chunks in stored
+    order, bitfield, metadata), without PoS work, and survives its byte form."""
+    from services.protocol.plotting import CpuRecordEncoder
+    from services.protocol.reading import RecordData, read_record_data
+    from services.protocol.sector import derive_evaluation_seed, read_record_metadata
+
+    shim = build_shim_sector(sparse=sparse)
+    result = shim.result
+    encoder = CpuRecordEncoder(shim.erasure, shim.proofs_for_seed)
+    for offset, index in enumerate(result.plotted_sector.piece_indexes):
+        record = read_record_data(result.sector, result.metadata, offset)
+        expected = encoder.encode(np.frombuffer(shim.pieces[index][: 1 << 20], np.uint8).reshape(-1, 32),
+                                  derive_evaluation_seed(result.plotted_sector.sector_id, offset))
+        assert np.array_equal(record.chunks, expected.chunks)
+        assert np.array_equal(record.encoded_mask(), expected.encoded_mask)
+        assert record.metadata == read_record_metadata(result.sector, 3, offset)
+        again = RecordData.from_bytes(offset, record.to_bytes())
+        assert again.to_bytes() == record.to_bytes() and len(record.to_bytes()) == RecordData.SIZE
+    with pytest.raises(ReadingError, match="record data must be"):
+        RecordData.from_bytes(0, b"\x00" * 100)
