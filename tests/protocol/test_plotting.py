@@ -305,10 +305,22 @@ def _reference_sector(name: str, index: int = 0) -> tuple[dict, dict]:
     return data, data["sectors"][index]
 
 
+def _gpu_missing() -> bool:
+    from services.protocol.pos import available_backends
+
+    return "gpu" not in available_backends()
+
+
 @pytest.mark.slow
-def test_history_sector_bytes_equal_the_reference() -> None:
+@pytest.mark.parametrize("backend", [
+    "cpu",
+    pytest.param("gpu", marks=[pytest.mark.gpu, pytest.mark.skipif(
+        "_gpu_missing()", reason="no CUDA GPU visible to cupy (or cupy not installed): GPU plotting NOT checked")]),
+])
+def test_history_sector_bytes_equal_the_reference(backend: str) -> None:
     """The reference's 6-piece sector at history size 64 (recent-history branch), plotted from
-    its pieces on two threads: byte for byte the reference sector."""
+    its pieces on two threads (PoS tables on the CPU, or on the GPU behind the same encoder):
+    byte for byte the reference sector."""
     data, ref = _reference_sector("sector_history_ref.json")
     info = FarmerProtocolInfo.from_scale(bytes.fromhex(data["farmer_protocol_info"]["scale"]))
     public_key = bytes.fromhex(data["public_key"])
@@ -319,7 +331,7 @@ def test_history_sector_bytes_equal_the_reference() -> None:
     assert sector.sector_id.hex() == ref["sector_id"]
     pieces = [(p, memoryview(raw)[p * 1048672 : (p + 1) * 1048672]) for p in range(n)]
     with ThreadPoolExecutor(2) as pool:
-        encode_records(sector, pieces, CpuRecordEncoder(ErasureCoding(16), chia_proofs_for_seed("cpu")), pool)
+        encode_records(sector, pieces, CpuRecordEncoder(ErasureCoding(16), chia_proofs_for_seed(backend)), pool)
     assert list(sector.encoded_counts) == ref["num_encoded_record_chunks"]
     writer = SectorWriter(sector)
     expected = require_vectors(ref["sector_bin"]).read_bytes()
