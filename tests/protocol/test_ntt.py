@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import random
-import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -113,25 +112,3 @@ def test_threaded_transforms_equal_serial(count):
         assert np.array_equal(ntt.ntt(limbs, workers), batch)  # rows split over the threads
         assert np.array_equal(ntt.intt(limbs, workers), inverse)
     assert np.array_equal(batch[0], single)
-
-
-def test_split_on_a_saturated_executor_runs_inline():
-    """A transform split over an executor whose only worker is busy still finishes (parts that
-    no worker picked up run on the calling thread)."""
-    rng = np.random.default_rng(7)
-    raw = rng.integers(0, 256, size=(1 << 14, 32), dtype=np.uint8)
-    raw[:, 0] &= 0x3F
-    limbs = field.bytes_to_limbs(raw)
-    release = threading.Event()
-    with ThreadPoolExecutor(1) as pool:
-        blocker = pool.submit(release.wait)
-        try:
-            assert np.array_equal(ntt.ntt(limbs, Workers(pool, 4)), ntt.ntt(limbs))
-        finally:
-            release.set()
-        blocker.result()
-
-
-def test_workers_rejects_bad_count():
-    with ThreadPoolExecutor(1) as pool, pytest.raises(ValueError, match="worker count"):
-        Workers(pool, 0)
