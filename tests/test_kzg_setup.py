@@ -45,12 +45,12 @@ def test_damaged_package_is_refused(tmp_path, monkeypatch):
 
 
 def test_path_loads_and_is_cached(tmp_path):
-    path = tmp_path / "dev-params.bin"
-    path.write_bytes(Kzg.dev().to_bytes())
+    path = tmp_path / "params.bin"
+    path.write_bytes(require_mainnet_kzg().read_bytes())
     loaded = load_kzg(str(path))
-    assert load_kzg_file(path) is loaded
-    poly = Kzg.dev().poly([bytes(32), b"\x00" + bytes(30) + b"\x05"])
-    assert loaded.commit(poly) == Kzg.dev().commit(poly)
+    assert load_kzg_file(path) is loaded and loaded.source == str(path.resolve())
+    poly = loaded.poly([bytes(32), b"\x00" + bytes(30) + b"\x05"])
+    assert loaded.commit(poly) == load_kzg("mainnet").commit(poly)
 
 
 def test_environment_override(tmp_path, monkeypatch):
