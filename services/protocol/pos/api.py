@@ -1,13 +1,15 @@
 """Public entry points of the PoS package: backend selection, verification, hashes.
 
 The GPU backend is imported only when asked for (or when ``auto`` probes for a device), so the
-package works on machines without cupy.
+package works on machines without cupy. The backend is always the caller's explicit choice
+(``cpu``, ``gpu`` or ``auto``): a daemon takes it from its ``--backend`` flag, tools from
+``services.pos_backend`` (which also reads ``$AUTONOMYS_POS_BACKEND``); the core reads no
+environment.
 """
 
 from __future__ import annotations
 
 import functools
-import os
 
 import numpy as np
 
@@ -16,7 +18,8 @@ from .chacha8 import f1_some
 from .cpu_backend import build_tables_cpu
 from .matching import SQUARE_TERMS
 from .matching import has_match as _has_match_kernel
-from .params import POS_BACKEND_ENV, check_seed, proof_size, validate_k, y_bits
+from .params import check_seed, proof_size, validate_k, y_bits
+from .scratch import TableScratch, thread_scratch
 from .tables import Tables, check_challenge_index, quality_of_proof
 from .verify import verify_packed
 
@@ -37,12 +40,13 @@ def available_backends() -> list[str]:
     return ["cpu", "gpu"] if gpu_available() else ["cpu"]
 
 
-def resolve_backend(backend: str | None) -> str:
-    """Concrete backend for a request: argument, else $AUTONOMYS_POS_BACKEND, else auto."""
-    requested = backend if backend is not None else os.environ.get(POS_BACKEND_ENV, "auto")
-    requested = requested.strip().lower()
+def resolve_backend(backend: str) -> str:
+    """The concrete backend (``cpu`` or ``gpu``) for a requested ``cpu``, ``gpu`` or ``auto``."""
+    if not isinstance(backend, str):
+        raise ValueError(f"PoS backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+    requested = backend.strip().lower()
     if requested not in BACKENDS:
-        raise ValueError(f"unknown PoS backend {requested!r}: expected one of {', '.join(BACKENDS)}")
+        raise ValueError(f"unknown PoS backend {backend!r}: expected one of {', '.join(BACKENDS)}")
     if requested == "auto":
         return "gpu" if gpu_available() else "cpu"
     if requested == "gpu" and not gpu_available():
@@ -50,16 +54,24 @@ def resolve_backend(backend: str | None) -> str:
     return requested
 
 
-def create_tables(seed: bytes, k: int = 20, backend: str | None = None) -> Tables:
-    """Build tables 1..7 for ``seed`` (32 bytes) at size ``k``."""
+def create_tables(seed: bytes, k: int = 20, backend: str = "auto", *, keep_table_ys: bool = False,
+                  scratch: TableScratch | None = None) -> Tables:
+    """Build tables 1..7 for ``seed`` (32 bytes) at size ``k`` on ``backend``.
+
+    The result keeps what proof search needs (about 32 MiB at K=20); ``keep_table_ys`` also
+    keeps the ys of tables 1..6 (``Tables.table_ys``: conformance checks, tools). The CPU
+    backend works in ``scratch`` (default: the calling thread's arena, reused build after
+    build; see ``scratch.py``).
+    """
     seed = check_seed(seed)
     validate_k(k)
     chosen = resolve_backend(backend)
     if chosen == "gpu":
         from .gpu_backend import build_tables_gpu
 
-        return Tables(seed, build_tables_gpu(seed, k), "gpu")
-    return Tables(seed, build_tables_cpu(seed, k), "cpu")
+        return Tables(seed, build_tables_gpu(seed, k, keep_table_ys), "gpu")
+    arrays = build_tables_cpu(seed, k, thread_scratch() if scratch is None else scratch, keep_table_ys)
+    return Tables(seed, arrays, "cpu")
 
 
 def verify(seed: bytes, challenge_index: int, proof: bytes, k: int = 20) -> bool:

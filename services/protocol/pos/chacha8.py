@@ -96,14 +96,19 @@ def _block_into(key, counter, out_words, out_offset):
     out_words[o + 15] = x15
 
 
+def keystream_blocks(k: int) -> int:
+    """ChaCha8 blocks F1 of a whole table reads (+8 bytes: every x reads an 8-byte window)."""
+    stream_bytes = (k * (1 << k) + 7) // 8 + 8
+    return (stream_bytes + 63) // 64
+
+
 @njit(cache=True, nogil=True)
-def keystream_words(seed, n_blocks):
-    """``n_blocks`` ChaCha8 blocks as uint32 words (view as '<u1' for the byte stream)."""
+def keystream_into(seed, n_blocks, out):
+    """The first ``n_blocks`` ChaCha8 blocks as uint32 words into out[:16 * n_blocks]
+    (view as '<u1' for the byte stream)."""
     key = _key_words(seed)
-    out = np.empty(n_blocks * 16, dtype=np.uint32)
     for block in range(n_blocks):
         _block_into(key, block, out, block * 16)
-    return out
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -115,20 +120,26 @@ def _read_be64(stream, byte_offset):
 
 
 @njit(cache=True, nogil=True)
-def f1_all(seed, k):
-    """y = f1(x) for every x in 0..2^K (uint32 array indexed by x)."""
+def f1_into(seed, k, stream_words, out_y):
+    """y = f1(x) for every x in 0..2^K into out_y[:2^K] (indexed by x); ``stream_words``
+    (C-contiguous uint32, at least 16 * keystream_blocks(k)) is scratch for the keystream."""
     n = 1 << k
-    stream_bytes = (k * n + 7) // 8 + 8  # +8: every x reads a whole 8-byte window
-    n_blocks = (stream_bytes + 63) // 64
-    stream = keystream_words(seed, n_blocks).view(np.uint8)
-    ys = np.empty(n, dtype=np.uint32)
+    n_blocks = (((k * n + 7) // 8 + 8) + 63) // 64  # keystream_blocks(k)
+    keystream_into(seed, n_blocks, stream_words)
+    stream = stream_words.view(np.uint8)
     mask = np.uint64((1 << k) - 1)
     low_shift = np.uint64(k - PARAM_EXT)
     for x in range(n):
         bit = k * x
         window = _read_be64(stream, bit >> 3)
         partial = (window >> np.uint64(64 - k - (bit & 7))) & mask
-        ys[x] = np.uint32((partial << np.uint64(PARAM_EXT)) | (np.uint64(x) >> low_shift))
+        out_y[x] = np.uint32((partial << np.uint64(PARAM_EXT)) | (np.uint64(x) >> low_shift))
+
+
+def f1_all(seed: np.ndarray, k: int) -> np.ndarray:
+    """y = f1(x) for every x in 0..2^K (new uint32 array indexed by x; tests, tools)."""
+    ys = np.empty(1 << k, dtype=np.uint32)
+    f1_into(seed, k, np.empty(16 * keystream_blocks(k), dtype=np.uint32), ys)
     return ys
 
 

@@ -1,80 +1,96 @@
-"""CPU (numba) table construction: tables 1..7 of one seed as plain numpy arrays.
+"""CPU (numba) table construction: tables 1..7 of one seed, in a reusable scratch arena.
 
-Output is backend-neutral (``TableArrays``) so the GPU backend can produce the same arrays and
-share the proof search in ``tables.py``. All kernels release the GIL: callers may build several
-table sets at once on threads.
+Output is backend-neutral (``layout.TableArrays``) so the GPU backend can produce the same
+arrays and share the proof search in ``tables.py``. All kernels release the GIL: callers may
+build several table sets at once on threads, each with its own ``TableScratch``.
+
+Memory: every working array lives in the scratch (see scratch.py) and is reused table after
+table; what a table leaves behind is only what proof search needs, gathered as soon as the
+table is sorted (its packed parent pairs, exact size; x for table 1; the ys of table 7).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 from numba import njit
 
-from .chacha8 import f1_all
-from .fn import fn_batch
-from .matching import TARGET_COL, TARGET_ROW, bucketize, find_matches
-from .params import num_buckets
-
-
-@dataclass
-class TableArrays:
-    """Sorted tables of one seed. Index i of table t means the i-th entry in (y, creation) order.
-
-    ys[t-1]: uint32 y of every kept entry of table t (ascending).
-    x: uint32 x value of each table-1 entry.
-    children: uint32; children[child_offset[t] + 2*i] / [... + 1] are the left / right parent
-      (table t-1) indices of entry i of table t, t = 2..7 (child_offset has 8 slots, 0/1 unused).
-    """
-
-    k: int
-    ys: list[np.ndarray]
-    x: np.ndarray
-    children: np.ndarray
-    child_offset: np.ndarray
+from .chacha8 import f1_into, keystream_blocks
+from .fn import fn_into
+from .layout import TableArrays, table_pair_bits
+from .matching import TARGET_COL, TARGET_ROW, bucketize_into, find_matches_into
+from .params import MAX_BUCKET_SIZE, num_buckets
+from .scratch import TableScratch
 
 
 @njit(cache=True, nogil=True)
-def _gather_u64(values, order):
-    out = np.empty(order.shape[0], dtype=np.uint64)
-    for i in range(order.shape[0]):
+def _gather(values, order, n, out):
+    """out[i] = values[order[i]] for i < n."""
+    for i in range(n):
         out[i] = values[order[i]]
-    return out
 
 
 @njit(cache=True, nogil=True)
-def _gather_children(left, right, order, children, offset):
-    for i in range(order.shape[0]):
-        children[offset + 2 * i] = left[order[i]]
-        children[offset + 2 * i + 1] = right[order[i]]
+def _gather_meta(hi, lo, order, n, out_hi, out_lo):
+    for i in range(n):
+        j = order[i]
+        out_hi[i] = hi[j]
+        out_lo[i] = lo[j]
 
 
-def build_tables_cpu(seed: bytes, k: int) -> TableArrays:
+@njit(cache=True, nogil=True)
+def _table1_meta(order, n, out_hi, out_lo):
+    """Table-1 metadata of each sorted entry is its x, i.e. its creation index."""
+    for i in range(n):
+        out_hi[i] = 0
+        out_lo[i] = order[i]
+
+
+def _match(scratch: TableScratch, kept: int, bucket_start: np.ndarray, n_buckets: int, bits: int) -> int:
+    """All matches of the parent table in ``scratch.y_parent[:kept]`` into ``scratch.pairs``,
+    growing the scratch (contents kept) when a table has more entries than it has room for."""
+    n, next_pair = 0, 0
+    while True:
+        n, next_pair = find_matches_into(scratch.y_parent[:kept], bucket_start, n_buckets, TARGET_ROW, TARGET_COL,
+                                         scratch.pairs, n, next_pair, bits)
+        if next_pair >= n_buckets - 1:
+            return n
+        scratch.grow(n + MAX_BUCKET_SIZE)
+
+
+def build_tables_cpu(seed: bytes, k: int, scratch: TableScratch, keep_table_ys: bool = False) -> TableArrays:
     n_buckets = num_buckets(k)
-    seed_array = np.frombuffer(seed, dtype=np.uint8)
-    f1_ys = f1_all(seed_array, k)
-    order, y, bucket_start = bucketize(f1_ys, n_buckets)
-    x = order  # table-1 creation index is x itself
-    meta_hi = np.zeros(x.shape[0], dtype=np.uint64)
-    meta_lo = x.astype(np.uint64)
-    ys = [y]
-    parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+    bits = table_pair_bits(k)
+    scratch.prepare(k)
+    s = scratch
+    n = 1 << k
+    # table 1: the keystream borrows meta_new_lo, the radix sort y_parent / meta_parent_lo
+    stream_words = s.meta_new_lo.view(np.uint32)
+    assert stream_words.shape[0] >= 16 * keystream_blocks(k)
+    f1_into(np.frombuffer(seed, dtype=np.uint8), k, stream_words, s.y_new)
+    kept, bucket_start = bucketize_into(s.y_new[:n], n_buckets, s.y_new, s.order, s.y_parent,
+                                        s.meta_parent_lo.view(np.uint32))
+    x = s.order[:kept].copy()
+    _table1_meta(s.order, kept, s.meta_parent_hi, s.meta_parent_lo)
+    s.swap_ys()
+    sizes = [kept]
+    ys = [s.y_parent[:kept].copy()] if keep_table_ys else None
+    children = []
     for table in range(2, 8):
-        left, right, n = find_matches(y, bucket_start, n_buckets, TARGET_ROW, TARGET_COL)
-        new_y, new_hi, new_lo = fn_batch(k, table, y, meta_hi, meta_lo, left, right, n)
-        order, y, bucket_start = bucketize(new_y, n_buckets)
-        parts.append((left, right, order))
+        n = _match(s, kept, bucket_start, n_buckets, bits)
+        fn_into(k, table, s.y_parent, s.meta_parent_hi, s.meta_parent_lo, s.pairs, n, bits,
+                s.y_new, s.meta_new_hi, s.meta_new_lo)
+        # the parent's ys and metadata are dead now: they hold the radix sort's scratch
+        kept, bucket_start = bucketize_into(s.y_new[:n], n_buckets, s.y_new, s.order, s.y_parent,
+                                            s.meta_parent_lo.view(np.uint32))
+        pairs = np.empty(kept, dtype=s.pairs.dtype)
+        _gather(s.pairs, s.order, kept, pairs)
+        children.append(pairs)
         if table < 7:
-            meta_hi = _gather_u64(new_hi, order)
-            meta_lo = _gather_u64(new_lo, order)
-        ys.append(y)
-    child_offset = np.zeros(8, dtype=np.int64)
-    total = 0
-    for table, (_, _, order) in zip(range(2, 8), parts):
-        child_offset[table] = total
-        total += 2 * order.shape[0]
-    children = np.empty(total, dtype=np.uint32)
-    for table, (left, right, order) in zip(range(2, 8), parts):
-        _gather_children(left, right, order, children, child_offset[table])
-    return TableArrays(k=k, ys=ys, x=x, children=children, child_offset=child_offset)
+            _gather_meta(s.meta_new_hi, s.meta_new_lo, s.order, kept, s.meta_parent_hi, s.meta_parent_lo)
+        s.swap_ys()
+        sizes.append(kept)
+        if ys is not None:
+            ys.append(s.y_parent[:kept].copy())
+    y7 = ys[6] if ys is not None else s.y_parent[:kept].copy()
+    return TableArrays(k=k, sizes=tuple(sizes), x=x, y7=y7, children=tuple(children), pair_bits=bits,
+                       ys=None if ys is None else tuple(ys))

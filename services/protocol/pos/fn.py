@@ -1,8 +1,8 @@
 """Fn for tables 2..7 (spec 02 §5): y_out and metadata from BLAKE3(y_L ‖ meta_L ‖ meta_R).
 
-``fn_batch`` hashes a whole table's matches 16 at a time so the unrolled compression vectorises
-across messages; ``fn_one`` is the same function for one match (verifier, vectors).
-Metadata is (hi, lo) uint64 pairs; y is uint32.
+``fn_into`` hashes a whole table's matches 16 at a time so the unrolled compression vectorises
+across messages, writing into the caller's arrays; ``fn_one`` is the same function for one match
+(verifier, vectors). Metadata is (hi, lo) words (lo uint64, hi as narrow as K allows); y is uint32.
 """
 
 from __future__ import annotations
@@ -102,40 +102,45 @@ def _compress_lanes(words, block_len, hashes):
 
 
 @njit(cache=True, nogil=True)
-def fn_batch(k, table, parent_y, parent_hi, parent_lo, left, right, n):
-    """Fn of table ``table`` for matches (left[i], right[i]) i < n, indices into the parent
-    arrays. Returns (y uint32[n], meta_hi uint64[n], meta_lo uint64[n])."""
+def fn_into(k, table, parent_y, parent_hi, parent_lo, pairs, n, bits, out_y, out_hi, out_lo):
+    """Fn of table ``table`` for the first ``n`` packed matches of ``pairs`` (parent indices
+    ``left | (right - left) << bits``, see layout.py), written to out_y[:n] and, below table 7,
+    out_hi[:n] / out_lo[:n]. Metadata arrays hold (hi, lo) words; hi may be a narrower dtype."""
     ys = k + 6
     pb = _meta_bits(k, table - 1)
     block_len = (ys + 2 * pb + 7) // 8
-    out_y = np.empty(n, dtype=np.uint32)
-    out_hi = np.empty(n, dtype=np.uint64)
-    out_lo = np.empty(n, dtype=np.uint64)
+    shift = np.uint64(bits)
+    mask = (np.uint64(1) << shift) - np.uint64(1)
     words = np.zeros(16 * LANES, dtype=np.uint32)
     hashes = np.zeros(8 * LANES, dtype=np.uint32)
     bitbuf = np.zeros(5, dtype=np.uint64)
+    lefts = np.zeros(LANES, dtype=np.int64)
+    rights = np.zeros(LANES, dtype=np.int64)
     for start in range(0, n, LANES):
         count = min(LANES, n - start)
         for l in range(count):
-            a = left[start + l]
-            b = right[start + l]
-            _write_message(words, l, ys, pb, parent_y[a], parent_hi[a], parent_lo[a],
-                           parent_hi[b], parent_lo[b], bitbuf)
+            packed = np.uint64(pairs[start + l])
+            a = np.int64(packed & mask)
+            b = a + np.int64(packed >> shift)
+            lefts[l] = a
+            rights[l] = b
+            _write_message(words, l, ys, pb, parent_y[a], np.uint64(parent_hi[a]), np.uint64(parent_lo[a]),
+                           np.uint64(parent_hi[b]), np.uint64(parent_lo[b]), bitbuf)
         _compress_lanes(words, block_len, hashes)
         for l in range(count):
-            a = left[start + l]
-            b = right[start + l]
-            y, hi, lo = _read_output(hashes, l, k, table, ys, pb, parent_hi[a], parent_lo[a],
-                                     parent_hi[b], parent_lo[b], bitbuf)
+            a = lefts[l]
+            b = rights[l]
+            y, hi, lo = _read_output(hashes, l, k, table, ys, pb, np.uint64(parent_hi[a]), np.uint64(parent_lo[a]),
+                                     np.uint64(parent_hi[b]), np.uint64(parent_lo[b]), bitbuf)
             out_y[start + l] = y
-            out_hi[start + l] = hi
-            out_lo[start + l] = lo
-    return out_y, out_hi, out_lo
+            if table < 7:
+                out_hi[start + l] = hi
+                out_lo[start + l] = lo
 
 
 @njit(cache=True, nogil=True)
 def fn_one(k, table, y_left, l_hi, l_lo, r_hi, r_lo, words, hashes, bitbuf):
-    """Fn for one match; ``words``/``hashes``/``bitbuf`` are scratch arrays as in fn_batch."""
+    """Fn for one match; ``words``/``hashes``/``bitbuf`` are scratch arrays as in fn_into."""
     ys = k + 6
     pb = _meta_bits(k, table - 1)
     block_len = (ys + 2 * pb + 7) // 8

@@ -14,8 +14,8 @@ import functools
 
 import numpy as np
 
-from .cpu_backend import TableArrays
 from .gpu_kernels import CUDA_SOURCE
+from .layout import TableArrays, pack_interleaved, table_pair_bits
 from .params import MAX_BUCKET_SIZE, PARAM_BC, num_buckets
 
 _THREADS = 256
@@ -74,7 +74,7 @@ def _bucketize(cp, y, n_buckets: int):
     return order, sorted_y, bucket_start
 
 
-def build_tables_gpu(seed: bytes, k: int) -> TableArrays:
+def build_tables_gpu(seed: bytes, k: int, keep_table_ys: bool = False) -> TableArrays:
     cp = _cupy()
     n = 1 << k
     n_buckets = num_buckets(k)
@@ -124,16 +124,17 @@ def build_tables_gpu(seed: bytes, k: int) -> TableArrays:
             meta_hi = new_hi[order]
             meta_lo = new_lo[order]
         ys.append(y)
-    child_offset = np.zeros(8, dtype=np.int64)
-    total = 0
-    for table, part in zip(range(2, 8), children_parts):
-        child_offset[table] = total
-        total += int(part.shape[0])
-    children_host = cp.concatenate(children_parts).get() if total else np.empty(0, dtype=np.uint32)
+    bits = table_pair_bits(k)
+    # packed on the device (layout.py): half the bytes to copy and to keep
+    children = tuple(pack_interleaved(cp, part, bits).get() for part in children_parts)
+    sizes = tuple(int(part.shape[0]) for part in ys)
+    host_ys = tuple(part.get() for part in ys) if keep_table_ys else None
     return TableArrays(
         k=k,
-        ys=[part.get() for part in ys],
+        sizes=sizes,
         x=x.get(),
-        children=children_host,
-        child_offset=child_offset,
+        y7=host_ys[6] if host_ys is not None else ys[6].get(),
+        children=children,
+        pair_bits=bits,
+        ys=host_ys,
     )

@@ -3,6 +3,10 @@
 Entry order is what makes plots interoperable: buckets keep at most 512 entries in creation
 order and are sorted by (y, creation order); matches come out per bucket pair, left entries in
 sorted order, the 64 targets ascending, every right entry with that r, capped at 512 per pair.
+
+The kernels write into arrays the caller provides (a build's reusable scratch, scratch.py), so
+repeated table builds allocate nothing large; ``bucketize`` / ``find_matches`` are allocating
+wrappers for tests and tools.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from .layout import pair_bits, pairs_dtype, unpack_pairs
 from .params import MAX_BUCKET_SIZE, PARAM_B, PARAM_BC, PARAM_C, PARAM_M
 
 
@@ -31,7 +36,7 @@ _RADIX_BITS = 13
 
 
 @njit(cache=True, nogil=True)
-def _bucketize_capped(y, n_buckets, counts):
+def _bucketize_capped(y, n_buckets, counts, sorted_out, order_out):
     """Exact slow path for tables where some bucket holds more than 512 entries."""
     n = y.shape[0]
     bucket_start = np.empty(n_buckets + 1, dtype=np.int64)
@@ -52,26 +57,27 @@ def _bucketize_capped(y, n_buckets, counts):
             keys[slot] = np.uint32(((y[i] - b * PARAM_BC) << _RANK_BITS) | rank)
             creation[slot] = i
             fill[b] = rank + 1
-    order = np.empty(total, dtype=np.uint32)
-    sorted_y = np.empty(total, dtype=np.uint32)
+    # y is read for the last time above: sorted_out may be the same array
     for b in range(n_buckets):
         start = bucket_start[b]
         end = bucket_start[b + 1]
         if end - start > 1:
             keys[start:end].sort()
         for j in range(start, end):
-            order[j] = creation[start + (keys[j] & _RANK_MASK)]
-            sorted_y[j] = np.uint32(b * PARAM_BC + (keys[j] >> _RANK_BITS))
-    return order, sorted_y, bucket_start
+            order_out[j] = creation[start + (keys[j] & _RANK_MASK)]
+            sorted_out[j] = np.uint32(b * PARAM_BC + (keys[j] >> _RANK_BITS))
+    return total, bucket_start
 
 
 @njit(cache=True, nogil=True)
-def bucketize(y, n_buckets):
+def bucketize_into(y, n_buckets, sorted_out, order_out, tmp_y, tmp_i):
     """Group entries (given in creation order) into buckets of BC consecutive y values, keep the
     first 512 of each bucket, sort each bucket by (y, creation order).
 
-    Returns (order, sorted_y, bucket_start): order[i] is the creation index of the i-th kept
-    entry, sorted_y[i] its y; bucket b is [bucket_start[b], bucket_start[b+1]).
+    Writes sorted_out[i] (the y of the i-th kept entry) and order_out[i] (its creation index)
+    and returns (kept, bucket_start): bucket b is [bucket_start[b], bucket_start[b+1]).
+    ``sorted_out`` may be ``y`` itself (y is consumed before it is written); ``tmp_y`` /
+    ``tmp_i`` (uint32, at least len(y)) are radix scratch and must not overlap the others.
     Without overflow this is a stable LSD radix sort by y (two passes); a bucket over 512
     entries switches to the exact per-bucket path.
     """
@@ -84,7 +90,7 @@ def bucketize(y, n_buckets):
             max_y = y[i]
     for b in range(n_buckets):
         if counts[b] > MAX_BUCKET_SIZE:
-            return _bucketize_capped(y, n_buckets, counts)
+            return _bucketize_capped(y, n_buckets, counts, sorted_out, order_out)
     bucket_start = np.empty(n_buckets + 1, dtype=np.int64)
     bucket_start[0] = 0
     for b in range(n_buckets):
@@ -101,24 +107,29 @@ def bucketize(y, n_buckets):
         low_start[d + 1] += low_start[d]
     for d in range(high_size):
         high_start[d + 1] += high_start[d]
-    tmp_y = np.empty(n, dtype=np.uint32)
-    tmp_i = np.empty(n, dtype=np.uint32)
     for i in range(n):
         d = y[i] & low_mask
         slot = low_start[d]
         low_start[d] = slot + 1
         tmp_y[slot] = y[i]
         tmp_i[slot] = i
-    order = np.empty(n, dtype=np.uint32)
-    sorted_y = np.empty(n, dtype=np.uint32)
     for j in range(n):
         value = tmp_y[j]
         d = np.int64(value) >> _RADIX_BITS
         slot = high_start[d]
         high_start[d] = slot + 1
-        sorted_y[slot] = value
-        order[slot] = tmp_i[j]
-    return order, sorted_y, bucket_start
+        sorted_out[slot] = value
+        order_out[slot] = tmp_i[j]
+    return n, bucket_start
+
+
+def bucketize(y: np.ndarray, n_buckets: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`bucketize_into` on new arrays (tests, tools): (order, sorted_y, bucket_start)."""
+    n = y.shape[0]
+    sorted_y = np.empty(n, dtype=np.uint32)
+    order = np.empty(n, dtype=np.uint32)
+    kept, bucket_start = bucketize_into(y, n_buckets, sorted_y, order, np.empty(n, np.uint32), np.empty(n, np.uint32))
+    return order[:kept], sorted_y[:kept], bucket_start
 
 
 def _target_parts() -> tuple[np.ndarray, np.ndarray]:
@@ -139,23 +150,28 @@ TARGET_ROW, TARGET_COL = _target_parts()
 
 
 @njit(cache=True, nogil=True)
-def find_matches(y, bucket_start, n_buckets, target_row, target_col):
-    """All matches between adjacent buckets of a sorted parent table, in reference order.
+def find_matches_into(y, bucket_start, n_buckets, target_row, target_col, pairs, n, first_pair, bits):
+    """Matches between adjacent buckets of a sorted parent table, in reference order, from
+    bucket pair ``first_pair`` on, appended to ``pairs`` at index ``n``.
 
-    Returns (left, right, n): parent indices of the n matches (arrays may be longer than n).
+    Each match is stored packed, ``left | (right - left) << bits`` (see layout.py).
+    Returns (n, next_pair): when ``pairs`` has no room for another pair's 512 matches it stops
+    before that pair, and the caller grows ``pairs`` and calls again from ``next_pair``; a
+    finished table returns ``next_pair = n_buckets - 1``.
     target_row / target_col are TARGET_ROW / TARGET_COL (uint16). Targets are visited in
     ascending order without sorting: they ascend with the row (high + m) % B, so the m that wrap
     past B come first. Measured choices: a byte-per-r presence array beats a bitmap, uint16
     tables beat int32, and an m-major "vectorised" variant is slower (no gathers on this CPU).
     """
-    capacity = max(n_buckets - 1, 0) * MAX_BUCKET_SIZE
-    left = np.empty(capacity, dtype=np.uint32)
-    right = np.empty(capacity, dtype=np.uint32)
+    capacity = pairs.shape[0]
+    shift = np.uint64(bits)
     present = np.zeros(PARAM_BC, dtype=np.uint8)
     r_first = np.zeros(PARAM_BC, dtype=np.int32)
     r_count = np.zeros(PARAM_BC, dtype=np.int32)
-    n = 0
-    for b in range(n_buckets - 1):
+    last_pair = max(n_buckets - 1, 0)
+    for b in range(first_pair, last_pair):
+        if n + MAX_BUCKET_SIZE > capacity:
+            return n, b
         l_start = bucket_start[b]
         l_end = bucket_start[b + 1]
         r_start = bucket_start[b + 1]
@@ -190,15 +206,22 @@ def find_matches(y, bucket_start, n_buckets, target_row, target_col):
                     first = r_first[target]
                     for q in range(r_count[target]):
                         if found < MAX_BUCKET_SIZE:
-                            left[n] = i
-                            right[n] = first + q
+                            pairs[n] = np.uint64(i) | (np.uint64(first + q - i) << shift)
                             n += 1
                             found += 1
         for j in range(r_start, r_end):
             r = np.uint64(y[j]) - right_base
             r_count[r] = 0
             present[r] = 0
-    return left, right, n
+    return n, last_pair
+
+
+def find_matches(y: np.ndarray, bucket_start: np.ndarray, n_buckets: int) -> tuple[np.ndarray, np.ndarray]:
+    """All matches of a sorted parent table as (left, right) index arrays (tests, tools)."""
+    bits = pair_bits(n_buckets)
+    pairs = np.empty(max(n_buckets - 1, 0) * MAX_BUCKET_SIZE, dtype=pairs_dtype(bits))
+    n, _ = find_matches_into(y, bucket_start, n_buckets, TARGET_ROW, TARGET_COL, pairs, 0, 0, bits)
+    return unpack_pairs(pairs[:n], bits)
 
 
 @njit(cache=True, nogil=True)

@@ -59,5 +59,3 @@ def proof_size(k: int) -> int:
     """Bytes of a packed proof: 64 K-bit x values."""
     return PROOF_X_COUNT * k // 8
 
-
-POS_BACKEND_ENV = "AUTONOMYS_POS_BACKEND"

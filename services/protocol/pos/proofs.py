@@ -43,19 +43,22 @@ def proof_range(y7, target):
 
 
 @njit(cache=True, nogil=True, inline="always")
-def expand_x(entry, x, children, child_offset, out):
+def expand_x(entry, x, children, bits, out):
     """Write the 64 x values under table-7 entry ``entry`` into out[0:64] (left first).
 
-    children[child_offset[t] + 2*i (+1)] are the left (right) parent indices of entry i of
-    table t (t = 2..7)."""
+    children[t - 2][i] holds the parents of entry i of table t (t = 2..7) packed as
+    ``left | (right - left) << bits`` (layout.py)."""
+    shift = np.uint64(bits)
+    mask = (np.uint64(1) << shift) - np.uint64(1)
     out[0] = entry
     width = 1
     for table in range(7, 1, -1):
-        base = child_offset[table]
+        parents = children[table - 2]
         for j in range(width - 1, -1, -1):  # backwards: in place without overwriting
-            node = out[j]
-            out[2 * j] = children[base + 2 * node]
-            out[2 * j + 1] = children[base + 2 * node + 1]
+            packed = np.uint64(parents[out[j]])
+            left = np.int64(packed & mask)
+            out[2 * j] = left
+            out[2 * j + 1] = left + np.int64(packed >> shift)
         width *= 2
     for j in range(PROOF_X_COUNT):
         out[j] = x[out[j]]
@@ -100,24 +103,28 @@ def unpack_x(proof, k):
 
 
 @njit(cache=True, nogil=True)
-def proofs_for_entries(entries, k, x, children, child_offset):
+def proofs_for_entries(entries, k, x, children, bits):
     """Packed proofs (len(entries), 8K) uint8 for the given table-7 entries."""
     proof_len = PROOF_X_COUNT * k // 8
     out = np.empty((entries.shape[0], proof_len), dtype=np.uint8)
     flat = out.reshape(-1)
     xs = np.empty(PROOF_X_COUNT, dtype=np.int64)
     for i in range(entries.shape[0]):
-        expand_x(entries[i], x, children, child_offset, xs)
+        expand_x(entries[i], x, children, bits, xs)
         pack_x(xs, k, flat, i * proof_len)
     return out
 
 
+_BATCH = 4096  # proofs expanded together: enough independent loads to overlap cache misses
+
+
 @njit(cache=True, nogil=True)
-def first_proofs_for_challenges(challenge_indices, k, y7, x, children, child_offset):
+def first_proofs_for_challenges(challenge_indices, k, y7, x, children, bits):
     """First proof of every challenge index: ((n, 8K) uint8 zero where none, (n,) bool found).
 
-    Expands all found proofs level by level (breadth-first over the batch) rather than one proof
-    at a time: the loads of one level are independent, so many cache misses overlap.
+    Expands the found proofs level by level (breadth-first over a batch of up to 4096) rather
+    than one proof at a time: the loads of one level are independent, so many cache misses
+    overlap, while the batch's node array stays small (2 MiB).
     """
     n = challenge_indices.shape[0]
     proof_len = PROOF_X_COUNT * k // 8
@@ -135,34 +142,39 @@ def first_proofs_for_challenges(challenge_indices, k, y7, x, children, child_off
             entries[n_found] = start
             rows[n_found] = i
             n_found += 1
-    nodes = np.empty((n_found, PROOF_X_COUNT), dtype=np.int64)
-    for f in range(n_found):
-        nodes[f, 0] = entries[f]
-    width = 1
-    for table in range(7, 1, -1):
-        base = child_offset[table]
-        for f in range(n_found):
-            for j in range(width - 1, -1, -1):  # backwards: in place without overwriting
-                node = nodes[f, j]
-                nodes[f, 2 * j] = children[base + 2 * node]
-                nodes[f, 2 * j + 1] = children[base + 2 * node + 1]
-        width *= 2
+    shift = np.uint64(bits)
+    mask = (np.uint64(1) << shift) - np.uint64(1)
+    nodes = np.empty((min(n_found, _BATCH), PROOF_X_COUNT), dtype=np.int64)
     xs = np.empty(PROOF_X_COUNT, dtype=np.int64)
-    for f in range(n_found):
-        for j in range(PROOF_X_COUNT):
-            xs[j] = x[nodes[f, j]]
-        pack_x(xs, k, flat, rows[f] * proof_len)
+    for first in range(0, n_found, _BATCH):
+        batch = min(_BATCH, n_found - first)
+        for f in range(batch):
+            nodes[f, 0] = entries[first + f]
+        width = 1
+        for table in range(7, 1, -1):
+            parents = children[table - 2]
+            for f in range(batch):
+                for j in range(width - 1, -1, -1):  # backwards: in place without overwriting
+                    packed = np.uint64(parents[nodes[f, j]])
+                    left = np.int64(packed & mask)
+                    nodes[f, 2 * j] = left
+                    nodes[f, 2 * j + 1] = left + np.int64(packed >> shift)
+            width *= 2
+        for f in range(batch):
+            for j in range(PROOF_X_COUNT):
+                xs[j] = x[nodes[f, j]]
+            pack_x(xs, k, flat, rows[first + f] * proof_len)
     return out, found
 
 
 @njit(cache=True, nogil=True)
-def first_proof(challenge_index, k, y7, x, children, child_offset, out):
+def first_proof(challenge_index, k, y7, x, children, bits, out):
     """Pack the first proof of one challenge index into ``out``; False when there is none."""
     target = target_of_challenge_index(challenge_index, k)
     start = lower_bound(y7, target << PARAM_EXT)
     if start >= y7.shape[0] or (np.int64(y7[start]) >> PARAM_EXT) != target:
         return False
     xs = np.empty(PROOF_X_COUNT, dtype=np.int64)
-    expand_x(start, x, children, child_offset, xs)
+    expand_x(start, x, children, bits, xs)
     pack_x(xs, k, out, 0)
     return True

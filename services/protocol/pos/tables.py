@@ -9,7 +9,7 @@ import hashlib
 import numpy as np
 
 from ..constants import RECORD_NUM_S_BUCKETS
-from .cpu_backend import TableArrays
+from .layout import TableArrays
 from .params import proof_size
 from .proofs import (
     first_proof,
@@ -62,18 +62,35 @@ class Tables:
         self.k = arrays.k
         self.backend = backend
         self._arrays = arrays
-        self._y7 = arrays.ys[6]
         self._proof_size = proof_size(self.k)
 
     @property
     def proof_size(self) -> int:
         return self._proof_size
 
+    @property
+    def table_sizes(self) -> tuple[int, ...]:
+        """Kept entries of tables 1..7."""
+        return self._arrays.sizes
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes these tables hold."""
+        return self._arrays.nbytes
+
     def table_ys(self, table: int) -> np.ndarray:
-        """y of every kept entry of ``table`` (1..7), ascending (read-only view)."""
+        """y of every kept entry of ``table`` (1..7), ascending (read-only view). Tables 1..6
+        are kept only when built with ``keep_table_ys=True``."""
         if table not in range(1, 8):
             raise ValueError(f"table must be 1..7, got {table!r}")
-        view = self._arrays.ys[table - 1].view()
+        arrays = self._arrays
+        if table == 7:
+            ys = arrays.y7
+        elif arrays.ys is None:
+            raise ValueError(f"the ys of table {table} were not kept: build with keep_table_ys=True")
+        else:
+            ys = arrays.ys[table - 1]
+        view = ys.view()
         view.flags.writeable = False
         return view
 
@@ -82,13 +99,12 @@ class Tables:
         challenge_index = check_challenge_index(challenge_index)
         out = np.empty(self._proof_size, dtype=np.uint8)
         arrays = self._arrays
-        if first_proof(challenge_index, self.k, self._y7, arrays.x, arrays.children,
-                       arrays.child_offset, out):
+        if first_proof(challenge_index, self.k, arrays.y7, arrays.x, arrays.children, arrays.pair_bits, out):
             return out.tobytes()
         return None
 
     def _entry_range(self, target: int) -> tuple[int, int]:
-        start, end = proof_range(self._y7, target)
+        start, end = proof_range(self._arrays.y7, target)
         return int(start), int(end)
 
     def _proofs_for_target(self, target: int) -> list[bytes]:
@@ -96,8 +112,8 @@ class Tables:
         if start == end:
             return []
         arrays = self._arrays
-        packed = proofs_for_entries(np.arange(start, end, dtype=np.int64), self.k, arrays.x,
-                                    arrays.children, arrays.child_offset)
+        packed = proofs_for_entries(np.arange(start, end, dtype=np.int64), self.k, arrays.x, arrays.children,
+                                    arrays.pair_bits)
         return [row.tobytes() for row in packed]
 
     def find_proofs(self, challenge_index: int) -> list[bytes]:
@@ -122,8 +138,8 @@ class Tables:
         if indices.size and (int(indices.min()) < 0 or int(indices.max()) >= 1 << 32):
             raise ValueError("challenge_indices must all be u32 values")
         arrays = self._arrays
-        return first_proofs_for_challenges(indices.astype(np.uint32), self.k, self._y7, arrays.x,
-                                           arrays.children, arrays.child_offset)
+        return first_proofs_for_challenges(indices.astype(np.uint32), self.k, arrays.y7, arrays.x,
+                                           arrays.children, arrays.pair_bits)
 
     def find_proofs_for_all_s_buckets(self) -> tuple[np.ndarray, np.ndarray]:
         """First proof of every s-bucket 0..65535 (challenge index = s-bucket), as the record

@@ -7,7 +7,6 @@ import pytest
 
 from services.protocol.hashes import blake3_hash
 from services.protocol.pos import (
-    POS_BACKEND_ENV,
     available_backends,
     create_shim_tables,
     create_tables,
@@ -83,12 +82,13 @@ def test_proof_hash_is_blake3():
 
 def test_backend_selection(monkeypatch):
     assert "cpu" in available_backends()
-    monkeypatch.setenv(POS_BACKEND_ENV, "cpu")
-    assert resolve_backend(None) == "cpu"
-    monkeypatch.setenv(POS_BACKEND_ENV, "bogus")
+    assert resolve_backend(" CPU") == "cpu"
+    monkeypatch.setenv("AUTONOMYS_POS_BACKEND", "bogus")  # the core reads no environment
+    assert resolve_backend("cpu") == "cpu"
     with pytest.raises(ValueError, match="bogus"):
+        resolve_backend("bogus")
+    with pytest.raises(ValueError, match="cpu, gpu, auto"):
         resolve_backend(None)
-    monkeypatch.delenv(POS_BACKEND_ENV)
     assert resolve_backend("auto") in ("cpu", "gpu")
     if "gpu" not in available_backends():
         with pytest.raises(RuntimeError, match="gpu"):

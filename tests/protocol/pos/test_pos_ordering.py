@@ -8,8 +8,6 @@ import numpy as np
 
 from services.protocol.pos.matching import (
     SQUARE_TERMS,
-    TARGET_COL,
-    TARGET_ROW,
     _bucketize_capped,
     bucketize,
     find_matches,
@@ -73,7 +71,10 @@ def test_radix_path_equals_exact_path_without_overflow():
     order, sorted_y, starts = bucketize(y, n_buckets)
     counts = np.bincount(y // PARAM_BC, minlength=n_buckets).astype(np.int64)
     assert counts.max() <= 512
-    exact_order, exact_y, exact_starts = _bucketize_capped(y, n_buckets, counts)
+    exact_order = np.empty(y.shape[0], np.uint32)
+    exact_y = np.empty(y.shape[0], np.uint32)
+    kept, exact_starts = _bucketize_capped(y, n_buckets, counts, exact_y, exact_order)
+    assert kept == y.shape[0]
     assert np.array_equal(order, exact_order)
     assert np.array_equal(sorted_y, exact_y)
     assert np.array_equal(starts, exact_starts)
@@ -94,11 +95,10 @@ def test_match_cap_and_order_against_spec_text():
     y = np.concatenate([rng.permutation(p) for p in parts]).astype(np.uint32)
     order, _sorted, starts = bucketize(y, n_buckets)
     sorted_y = y[order]
-    left, right, n = find_matches(sorted_y, starts, n_buckets, TARGET_ROW, TARGET_COL)
+    left, right = find_matches(sorted_y, starts, n_buckets)
     expected_left, expected_right = _spec_matches(sorted_y, list(starts))
-    assert n == len(expected_left)
-    assert [int(v) for v in left[:n]] == expected_left
-    assert [int(v) for v in right[:n]] == expected_right
+    assert [int(v) for v in left] == expected_left
+    assert [int(v) for v in right] == expected_right
     pair_2_3 = sum(1 for i in expected_left if starts[2] <= i < starts[3])
     assert pair_2_3 == 512  # the cap was exercised
 
@@ -108,7 +108,7 @@ def test_every_table_match_passes_has_match():
     y = np.sort(rng.integers(0, 5 * PARAM_BC, size=1200)).astype(np.uint32)
     order, _sorted, starts = bucketize(y, 5)
     sorted_y = y[order]
-    left, right, n = find_matches(sorted_y, starts, 5, TARGET_ROW, TARGET_COL)
-    assert n > 0
-    for i, j in zip(left[:n], right[:n]):
+    left, right = find_matches(sorted_y, starts, 5)
+    assert len(left) > 0
+    for i, j in zip(left, right):
         assert has_match(int(sorted_y[i]), int(sorted_y[j]), SQUARE_TERMS)

@@ -67,7 +67,7 @@ def _run_seed(k: int, seed_index: int) -> None:
     assert data["proof_len"] == proof_size(k)
     entry = data["seeds"][seed_index]
     seed = bytes.fromhex(entry["seed"])
-    tables = create_tables(seed, k, backend="cpu")
+    tables = create_tables(seed, k, backend="cpu", keep_table_ys=True)
     _check_tables(tables, entry)
     _check_challenges(tables, seed, _next_seed(entry["index"]), entry, k, has_first_proof_field=k == 20)
 
