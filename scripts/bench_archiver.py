@@ -1,8 +1,10 @@
 """Archiver throughput: one full segment (128 MiB of history -> 256 pieces), stage by stage.
 
-Usage: python scripts/bench_archiver.py [--kzg dev|mainnet|PATH] [--validate N]
+Usage: python scripts/bench_archiver.py [--kzg dev|mainnet|PATH] [--validate N] [--threads N]
 Prints seconds per stage; uses the insecure dev KZG setup unless --kzg says otherwise (the dev
-setup commits with one scalar multiplication per record, a real setup with an MSM).
+setup commits with one scalar multiplication per record, a real setup with an MSM). The work is
+split over a thread pool of --threads (default: one per core, at most 8), as the dev node's
+archive worker does.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import argparse
 import os
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +30,7 @@ from services.protocol.constants import (  # noqa: E402
     SCALAR_SAFE_BYTES,
 )
 from services.protocol.erasure import ErasureCoding  # noqa: E402
+from services.protocol.parallel import Workers, map_all  # noqa: E402
 from services.kzg_setup import load_kzg  # noqa: E402
 
 
@@ -50,9 +54,14 @@ def main() -> None:
     parser.add_argument("--validate", type=int, default=4, help="pieces to check with is_piece_valid")
     parser.add_argument("--block-size", type=int, default=4 * 1024 * 1024)
     parser.add_argument("--end-to-end", action="store_true", help="also time archive_segment_bytes in one call")
+    parser.add_argument("--threads", type=int, default=max(1, min(8, os.cpu_count() or 1)))
     args = parser.parse_args()
+    with ThreadPoolExecutor(args.threads) as pool:
+        run(args, Workers(pool, args.threads))
 
-    print(f"cpus={os.cpu_count()} threads={arch._worker_count()}")
+
+def run(args: argparse.Namespace, workers: Workers) -> None:
+    print(f"cpus={os.cpu_count()} threads={workers.count}")
     watch = Stopwatch()
     kzg = load_kzg(args.kzg)
     erasure = ErasureCoding(16)
@@ -66,7 +75,7 @@ def main() -> None:
 
     rng = np.random.default_rng(7)
     block = rng.integers(0, 256, args.block_size, dtype=np.uint8).tobytes()
-    archiver = arch.Archiver(kzg, erasure)
+    archiver = arch.Archiver(kzg, erasure, workers)
     packer = archiver._packer
     blocks = 0
     while (items := packer.produce_segment()) is None:
@@ -80,16 +89,16 @@ def main() -> None:
     records[0::2, :, 1:] = raw
     columns = np.ascontiguousarray(records[0::2].transpose(1, 0, 2))
     watch.lap("chunks -> scalars, column layout")
-    parity = arch._extend_columns(erasure, columns)
+    parity = arch._extend_columns(erasure, columns, workers)
     watch.lap("erasure extension (32768 columns 128->256)")
     records[1::2] = parity.transpose(1, 0, 2)
     del parity, columns
     watch.lap("parity back to record layout")
-    source = arch._parallel_map(lambda i: arch._record_commitment(kzg, records[2 * i]), range(NUM_RAW_RECORDS))
+    source = map_all(workers, lambda i: arch._record_commitment(kzg, records[2 * i]), range(NUM_RAW_RECORDS))
     watch.lap("128 source record commitments (2^15 MSM)")
-    commitments = arch.extend_commitments(erasure, source)
+    commitments = arch.extend_commitments(erasure, source, workers)
     watch.lap("extend_commitments (128 x 128-point MSM)")
-    segment_commitment, pieces = arch._pieces_from_records(kzg, records, commitments, range(NUM_PIECES))
+    segment_commitment, pieces = arch._pieces_from_records(kzg, records, commitments, range(NUM_PIECES), workers)
     watch.lap("segment commitment + 256 witnesses + pieces")
     staged = watch.last - watch.start
     print(f"segment archived: {len(pieces)} pieces, commitment {segment_commitment.hex()[:16]}…; "
@@ -97,7 +106,7 @@ def main() -> None:
 
     if args.end_to_end:
         t0 = time.perf_counter()
-        pieces, full_commitment = arch.archive_segment_bytes(kzg, erasure, segment)
+        pieces, full_commitment = arch.archive_segment_bytes(kzg, erasure, segment, workers)
         end_to_end = time.perf_counter() - t0
         assert full_commitment == segment_commitment
         print(f"archive_segment_bytes end to end: {end_to_end:.2f} s "

@@ -116,9 +116,13 @@ def bench_dev_setup() -> None:
         print(f"dev setup {label}: known tau {known * 1e3:.2f} ms, MSM {full * 1e3:.0f} ms ({full / known:.0f}x)")
     segment = rng.integers(0, 256, RECORDED_HISTORY_SEGMENT_SIZE, dtype=np.uint8).tobytes()
     erasure = ErasureCoding(16)
-    archiver.archive_segment_bytes(dev, erasure, segment[: RECORDED_HISTORY_SEGMENT_SIZE])  # warm-up
-    seconds = _timed(lambda: archiver.archive_segment_bytes(dev, erasure, segment))
-    print(f"one 128 MiB segment archived with the dev setup: {seconds:.2f} s (load {os.getloadavg()[0]:.1f})")
+    threads = os.cpu_count() or 1
+    with ThreadPoolExecutor(threads) as pool:
+        workers = Workers(pool, threads)
+        archiver.archive_segment_bytes(dev, erasure, segment[: RECORDED_HISTORY_SEGMENT_SIZE], workers)  # warm-up
+        seconds = _timed(lambda: archiver.archive_segment_bytes(dev, erasure, segment, workers))
+    print(f"one 128 MiB segment archived with the dev setup on {threads} threads: {seconds:.2f} s "
+          f"(load {os.getloadavg()[0]:.1f})")
 
 
 def _timed(function) -> float:  # noqa: ANN001

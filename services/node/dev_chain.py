@@ -11,7 +11,8 @@ Everything lives in the data directory so a restarted dev node continues where i
                          solution + reward signature), for auditing.
 
 Archiving is CPU-heavy (tens of seconds per segment): :meth:`DevChain.archive_next_segment` is
-blocking and meant to run in a worker thread; other methods are cheap and thread-safe.
+blocking and meant to run in a worker process (``dev_archive_worker``), split over the
+``workers`` the chain was given; other methods are cheap and thread-safe.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from typing import Callable
 from services.node import dev_history
 from services.protocol.archiver import ArchivedSegment, Archiver
 from services.protocol.constants import NUM_PIECES, PIECE_SIZE
+from services.protocol.parallel import Workers
 from services.protocol.pieces import Piece
 from services.protocol.segments import SegmentHeader
 
@@ -76,12 +78,14 @@ def _read_jsonl(path: Path) -> list:
 class DevChain:
     """Archived history + authored blocks of one dev chain in ``data_dir``."""
 
-    def __init__(self, data_dir: str | Path, history_seed: str, kzg, erasure_coding, chain_params: dict) -> None:  # noqa: ANN001
+    def __init__(self, data_dir: str | Path, history_seed: str, kzg, erasure_coding, chain_params: dict,  # noqa: ANN001
+                 workers: Workers | None = None) -> None:
         self.data_dir = Path(data_dir)
         self.history_seed = history_seed
         self.genesis_hash = dev_history.genesis_hash(history_seed)
         self._kzg = kzg
         self._erasure = erasure_coding
+        self._workers = workers
         self._lock = threading.Lock()
         (self.data_dir / SEGMENTS_DIR).mkdir(parents=True, exist_ok=True)
         self._check_chain_file(chain_params)
@@ -115,7 +119,7 @@ class DevChain:
     def _load_archiver(self) -> Archiver:
         path = self.data_dir / ARCHIVER_STATE_FILE
         if path.exists():
-            archiver = Archiver.from_state(self._kzg, self._erasure, path.read_bytes())
+            archiver = Archiver.from_state(self._kzg, self._erasure, path.read_bytes(), self._workers)
             stored = len(self.segment_headers)
             if stored == archiver.segment_index + 1:
                 # Stopped between recording a header and saving the archiver state: history is
@@ -133,7 +137,7 @@ class DevChain:
             (self.data_dir / SEGMENT_HEADERS_FILE).unlink()
         elif self.segment_headers:
             raise ChainStateError(f"{ARCHIVER_STATE_FILE} is missing while segment headers exist")
-        return Archiver(self._kzg, self._erasure)
+        return Archiver(self._kzg, self._erasure, self._workers)
 
     # ---- history
 

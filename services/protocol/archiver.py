@@ -12,24 +12,28 @@ pieces farmers plot.
   9.2).  The 32 768 chunk columns are erasure-extended as one numpy batch; the 128 parity record
   commitments are derived from the 128 source commitments by the same linear map applied in G1
   (``extend_commitments``; identical bytes to committing each parity record) instead of 128 more
-  2^15-point commitments; KZG multi-scalar multiplications run on a thread pool (they release
-  the GIL).
+  2^15-point commitments.
 * :func:`is_piece_valid` (spec 01 section 9.3), and :func:`reconstruct_segment` /
   :func:`reconstruct_piece` (reference ``PiecesReconstructor``) from any 128 of the 256 pieces.
 
 ``kzg`` / ``erasure_coding`` arguments are :class:`services.protocol.kzg.Kzg` and
 :class:`services.protocol.erasure.ErasureCoding` instances (erasure scale >= 8).
+
+Threads: the archiver owns no thread pool. Every function that does a segment's worth of work
+(and :class:`Archiver`) takes an optional ``workers`` (:class:`services.protocol.parallel.Workers`,
+the caller's executor and how many parts to split into): the 128 record commitments, the
+commitment extension, the 256 witnesses and the column-wise erasure coding are split over it
+(arkworks' MSM and the numba kernels release the GIL). Without it everything runs on the
+calling thread; the output is the same either way.
 """
 
 from __future__ import annotations
 
-import os
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TypeVar, Union
+from typing import Union
 
 import numpy as np
 from py_arkworks_bls12381 import G1Point, Scalar
@@ -44,6 +48,7 @@ from services.protocol.constants import (
     SCALAR_SAFE_BYTES,
 )
 from services.protocol.hashes import HASH_SIZE, blake3_254_hash_to_scalar
+from services.protocol.parallel import Workers, map_all, worker_count
 from services.protocol.pieces import Piece
 from services.protocol.scale import (
     ScaleReader,
@@ -58,9 +63,6 @@ from services.protocol.scale import (
 )
 from services.protocol.segments import ArchivedBlockProgress, LastArchivedBlock, SegmentHeader
 from services.protocol.validation import U32_MAX
-
-T = TypeVar("T")
-R_ = TypeVar("R_")
 
 # SegmentItem variant indexes (spec 01 section 9.1).
 ITEM_PADDING = 0
@@ -259,32 +261,18 @@ class SegmentPacker:
 
 
 # ============================================================================================
-# Parallel helpers
+# Splitting over the caller's workers
 
 
-def _worker_count() -> int:
-    return max(1, min(8, os.cpu_count() or 1))
+def _map_columns(workers: Workers | None, function: Callable[[np.ndarray], np.ndarray], columns: np.ndarray) -> np.ndarray:
+    """``function`` of consecutive row blocks of ``columns`` (one block per part), concatenated."""
+    parts = [p for p in np.array_split(np.arange(columns.shape[0]), worker_count(workers)) if len(p)]
+    return np.concatenate(map_all(workers, lambda idx: function(columns[idx[0] : idx[-1] + 1]), parts))
 
 
-def _parallel_map(function: Callable[[T], R_], items: Iterable[T]) -> list[R_]:
-    """Map on a thread pool (KZG MSMs and numba kernels release the GIL)."""
-    items = list(items)
-    workers = min(_worker_count(), len(items))
-    if workers <= 1:
-        return [function(item) for item in items]
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        return list(pool.map(function, items))
-
-
-def _map_columns(function: Callable[[np.ndarray], np.ndarray], columns: np.ndarray) -> np.ndarray:
-    """``function`` of consecutive row blocks of ``columns`` (one block per thread), concatenated."""
-    parts = [p for p in np.array_split(np.arange(columns.shape[0]), _worker_count()) if len(p)]
-    return np.concatenate(_parallel_map(lambda idx: function(columns[idx[0] : idx[-1] + 1]), parts))
-
-
-def _extend_columns(erasure_coding, source: np.ndarray) -> np.ndarray:  # noqa: ANN001
-    """Parity of every (n, 32) column of a (batch, n, 32) array, split across threads."""
-    return _map_columns(erasure_coding.extend_array, source)
+def _extend_columns(erasure_coding, source: np.ndarray, workers: Workers | None) -> np.ndarray:  # noqa: ANN001
+    """Parity of every (n, 32) column of a (batch, n, 32) array, split over ``workers``."""
+    return _map_columns(workers, erasure_coding.extend_array, source)
 
 
 # ============================================================================================
@@ -311,7 +299,7 @@ def _parity_coefficients(erasure_coding) -> list[list[Scalar]]:  # noqa: ANN001
         return _extension_matrix
 
 
-def extend_commitments(erasure_coding, source_commitments: Sequence[bytes]) -> list[bytes]:  # noqa: ANN001
+def extend_commitments(erasure_coding, source_commitments: Sequence[bytes], workers: Workers | None = None) -> list[bytes]:  # noqa: ANN001
     """Interleaved 256 record commitments from the 128 source ones (reference
     ``extend_commitments``): parity commitment ``i`` is the parity map applied in G1."""
     if len(source_commitments) != NUM_RAW_RECORDS:
@@ -323,9 +311,7 @@ def extend_commitments(erasure_coding, source_commitments: Sequence[bytes]) -> l
         except (ValueError, TypeError):
             raise ArchiverError(f"source record commitment {k} is not a valid G1 point") from None
     matrix = _parity_coefficients(erasure_coding)
-    parity = _parallel_map(
-        lambda row: G1Point.multiexp_unchecked(points, row).to_compressed_bytes(), matrix
-    )
+    parity = map_all(workers, lambda row: G1Point.multiexp_unchecked(points, row).to_compressed_bytes(), matrix)
     interleaved: list[bytes] = []
     for source, par in zip(source_commitments, parity):
         interleaved += [bytes(source), par]
@@ -341,11 +327,12 @@ def _segment_polynomial(kzg, record_commitments: Sequence[bytes]):  # noqa: ANN0
     return kzg.poly(hashes)
 
 
-def _pieces_from_records(kzg, records: np.ndarray, commitments: Sequence[bytes], positions: Sequence[int]):  # noqa: ANN001, ANN202
+def _pieces_from_records(kzg, records: np.ndarray, commitments: Sequence[bytes], positions: Sequence[int],  # noqa: ANN001, ANN202
+                         workers: Workers | None):
     """Segment commitment and the pieces at ``positions`` (witness against it)."""
     polynomial = _segment_polynomial(kzg, commitments)
     segment_commitment = kzg.commit(polynomial)
-    witnesses = _parallel_map(lambda j: kzg.create_witness(polynomial, NUM_PIECES, j), positions)
+    witnesses = map_all(workers, lambda j: kzg.create_witness(polynomial, NUM_PIECES, j), positions)
     pieces = [
         Piece(b"".join((records[j].tobytes(), commitments[j], witness)))
         for j, witness in zip(positions, witnesses)
@@ -357,8 +344,10 @@ def _pieces_from_records(kzg, records: np.ndarray, commitments: Sequence[bytes],
 # Segment -> pieces
 
 
-def archive_segment_bytes(kzg, erasure_coding, segment: bytes | bytearray | memoryview) -> tuple[list[Piece], bytes]:  # noqa: ANN001
-    """The 256 pieces (interleaved source/parity) and the segment commitment of a segment stream."""
+def archive_segment_bytes(kzg, erasure_coding, segment: bytes | bytearray | memoryview,  # noqa: ANN001
+                          workers: Workers | None = None) -> tuple[list[Piece], bytes]:
+    """The 256 pieces (interleaved source/parity) and the segment commitment of a segment stream
+    (split over ``workers`` when given)."""
     if len(segment) != RECORDED_HISTORY_SEGMENT_SIZE:
         raise ArchiverError(f"a segment is {RECORDED_HISTORY_SEGMENT_SIZE} bytes, got {len(segment)}")
     raw = np.frombuffer(segment, dtype=np.uint8).reshape(NUM_RAW_RECORDS, RECORD_NUM_CHUNKS, SCALAR_SAFE_BYTES)
@@ -367,13 +356,13 @@ def archive_segment_bytes(kzg, erasure_coding, segment: bytes | bytearray | memo
     records[0::2, :, 1:] = raw
     del raw
     columns = np.ascontiguousarray(records[0::2].transpose(1, 0, 2))  # (chunk, source record, 32)
-    parity = _extend_columns(erasure_coding, columns)
+    parity = _extend_columns(erasure_coding, columns, workers)
     del columns
     records[1::2] = parity.transpose(1, 0, 2)
     del parity
-    source_commitments = _parallel_map(lambda i: _record_commitment(kzg, records[2 * i]), range(NUM_RAW_RECORDS))
-    commitments = extend_commitments(erasure_coding, source_commitments)
-    segment_commitment, pieces = _pieces_from_records(kzg, records, commitments, range(NUM_PIECES))
+    source_commitments = map_all(workers, lambda i: _record_commitment(kzg, records[2 * i]), range(NUM_RAW_RECORDS))
+    commitments = extend_commitments(erasure_coding, source_commitments, workers)
+    segment_commitment, pieces = _pieces_from_records(kzg, records, commitments, range(NUM_PIECES), workers)
     return pieces, segment_commitment
 
 
@@ -388,11 +377,13 @@ class ArchivedSegment:
 
 
 class Archiver:
-    """Turns a stream of blocks into archived segments (reference ``Archiver``)."""
+    """Turns a stream of blocks into archived segments (reference ``Archiver``); ``workers``
+    (optional) is the caller's executor that archiving a segment is split over."""
 
-    def __init__(self, kzg, erasure_coding) -> None:  # noqa: ANN001
+    def __init__(self, kzg, erasure_coding, workers: Workers | None = None) -> None:  # noqa: ANN001
         self._kzg = kzg
         self._erasure_coding = erasure_coding
+        self._workers = workers
         self._packer = SegmentPacker()
         self._segment_index = 0
         self._prev_segment_header_hash = bytes(HASH_SIZE)
@@ -400,14 +391,15 @@ class Archiver:
     # ---- restart support
 
     @classmethod
-    def with_initial_state(cls, kzg, erasure_coding, segment_header: SegmentHeader, encoded_block: bytes) -> Archiver:  # noqa: ANN001
+    def with_initial_state(cls, kzg, erasure_coding, segment_header: SegmentHeader, encoded_block: bytes,  # noqa: ANN001
+                           workers: Workers | None = None) -> Archiver:
         """Resume after ``segment_header`` (the last archived segment), as the reference does.
 
         ``encoded_block`` is block ``segment_header.last_archived_block.number``; if that block
         was only partly archived, its remaining bytes are queued as a continuation.  Blocks that
         came after it must be added again.
         """
-        archiver = cls(kzg, erasure_coding)
+        archiver = cls(kzg, erasure_coding, workers)
         last = segment_header.last_archived_block
         archiver._segment_index = segment_header.segment_index + 1
         archiver._prev_segment_header_hash = segment_header.hash()
@@ -445,14 +437,15 @@ class Archiver:
         return encode_checksummed(body)
 
     @classmethod
-    def from_state(cls, kzg, erasure_coding, state: bytes | bytearray | memoryview) -> Archiver:  # noqa: ANN001
+    def from_state(cls, kzg, erasure_coding, state: bytes | bytearray | memoryview,  # noqa: ANN001
+                   workers: Workers | None = None) -> Archiver:
         """Inverse of :meth:`to_state`; raises ScaleError for corrupt state."""
 
         def decode(reader: ScaleReader) -> Archiver:
             version = reader.u8("archiver state version")
             if version != _STATE_VERSION:
                 raise reader.error(f"unsupported archiver state version {version}")
-            archiver = cls(kzg, erasure_coding)
+            archiver = cls(kzg, erasure_coding, workers)
             archiver._segment_index = reader.u64("segment index")
             archiver._prev_segment_header_hash = reader.read(HASH_SIZE, "previous segment header hash")
             archiver._packer.last_archived_block = LastArchivedBlock.decode(reader)
@@ -502,7 +495,7 @@ class Archiver:
     def _archive(self, items: list[SegmentItem]) -> ArchivedSegment:
         segment = encode_segment(items)
         del items
-        pieces, segment_commitment = archive_segment_bytes(self._kzg, self._erasure_coding, segment)
+        pieces, segment_commitment = archive_segment_bytes(self._kzg, self._erasure_coding, segment, self._workers)
         header = SegmentHeader(
             segment_index=self._segment_index,
             segment_commitment=segment_commitment,
@@ -547,7 +540,7 @@ def is_piece_valid(kzg, piece: Piece, segment_commitment: bytes, position: int) 
 # Reconstruction (reference PiecesReconstructor)
 
 
-def _reconstruct_records(kzg, erasure_coding, pieces: Sequence[Piece | None]):  # noqa: ANN001, ANN202
+def _reconstruct_records(kzg, erasure_coding, pieces: Sequence[Piece | None], workers: Workers | None):  # noqa: ANN001, ANN202
     if len(pieces) != NUM_PIECES:
         raise ArchiverError(f"reconstruction needs a list of {NUM_PIECES} optional pieces, got {len(pieces)}")
     present = np.array([p is not None for p in pieces], dtype=bool)
@@ -558,7 +551,7 @@ def _reconstruct_records(kzg, erasure_coding, pieces: Sequence[Piece | None]):  
         if piece is not None:
             shards[:, j] = np.frombuffer(piece.record, dtype=np.uint8).reshape(RECORD_NUM_CHUNKS, SCALAR_FULL_BYTES)
     try:
-        recovered = _map_columns(lambda block: erasure_coding.recover_array(block, present), shards)
+        recovered = _map_columns(workers, lambda block: erasure_coding.recover_array(block, present), shards)
     except ValueError as exc:
         raise ArchiverError(f"data shards reconstruction failed: {exc}") from None
     del shards
@@ -575,22 +568,24 @@ def _reconstruct_records(kzg, erasure_coding, pieces: Sequence[Piece | None]):  
             return piece.commitment
         return _record_commitment(kzg, records[2 * i])
 
-    commitments = extend_commitments(erasure_coding, _parallel_map(source_commitment, range(NUM_RAW_RECORDS)))
+    commitments = extend_commitments(erasure_coding, map_all(workers, source_commitment, range(NUM_RAW_RECORDS)), workers)
     return records, commitments
 
 
-def reconstruct_segment(kzg, erasure_coding, pieces: Sequence[Piece | None]) -> list[Piece]:  # noqa: ANN001
+def reconstruct_segment(kzg, erasure_coding, pieces: Sequence[Piece | None],  # noqa: ANN001
+                        workers: Workers | None = None) -> list[Piece]:
     """All 256 pieces of a segment from at least 128 of them (None marks a missing piece)."""
-    records, commitments = _reconstruct_records(kzg, erasure_coding, pieces)
-    return _pieces_from_records(kzg, records, commitments, range(NUM_PIECES))[1]
+    records, commitments = _reconstruct_records(kzg, erasure_coding, pieces, workers)
+    return _pieces_from_records(kzg, records, commitments, range(NUM_PIECES), workers)[1]
 
 
-def reconstruct_piece(kzg, erasure_coding, pieces: Sequence[Piece | None], position: int) -> Piece:  # noqa: ANN001
+def reconstruct_piece(kzg, erasure_coding, pieces: Sequence[Piece | None], position: int,  # noqa: ANN001
+                      workers: Workers | None = None) -> Piece:
     """The piece at ``position`` from at least 128 pieces of its segment."""
     if not isinstance(position, int) or not 0 <= position < NUM_PIECES:
         raise ArchiverError(f"piece position must be in 0..{NUM_PIECES - 1}, got {position!r}")
-    records, commitments = _reconstruct_records(kzg, erasure_coding, pieces)
-    return _pieces_from_records(kzg, records, commitments, [position])[1][0]
+    records, commitments = _reconstruct_records(kzg, erasure_coding, pieces, workers)
+    return _pieces_from_records(kzg, records, commitments, [position], workers)[1][0]
 
 
 __all__ = [

@@ -13,10 +13,13 @@ started yet, takes it back (``Future.cancel``) and runs it inline as well.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 
 @dataclass(frozen=True)
@@ -34,6 +37,10 @@ class Workers:
         """Run ``(function, *args)`` calls, in parallel where workers are free; their results in
         order. The first exception raised by a call is re-raised after all calls finished."""
         return run_all(self, calls)
+
+    def map(self, function: Callable[[T], R], items: Iterable[T]) -> list[R]:
+        """``[function(item) for item in items]`` split into ``count`` parts (see :func:`map_all`)."""
+        return map_all(self, function, items)
 
 
 def worker_count(workers: Workers | None) -> int:
@@ -60,3 +67,20 @@ def run_all(workers: Workers | None, calls: Sequence[tuple[Callable[..., Any], .
     if error is not None:
         raise error
     return results
+
+
+def _map_part(function: Callable[[T], R], items: Sequence[T]) -> list[R]:
+    return [function(item) for item in items]
+
+
+def map_all(workers: Workers | None, function: Callable[[T], R], items: Iterable[T]) -> list[R]:
+    """``[function(item) for item in items]``, the items split into ``worker_count(workers)``
+    contiguous parts of (nearly) equal length run by :func:`run_all` (one task per part, for
+    many similar calls such as a segment's 128 record commitments)."""
+    items = list(items)
+    parts = min(worker_count(workers), len(items))
+    if parts <= 1:
+        return _map_part(function, items)
+    bounds = [len(items) * p // parts for p in range(parts + 1)]
+    results = run_all(workers, [(_map_part, function, items[bounds[p] : bounds[p + 1]]) for p in range(parts)])
+    return [result for part in results for result in part]

@@ -14,6 +14,7 @@ reach keep spec-derived tests, and say so; the rest are round trips and rejectio
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -33,12 +34,14 @@ from services.protocol.archiver import (
     archive_segment_bytes,
     decode_segment,
     encode_segment,
+    extend_commitments,
     is_piece_valid,
     reconstruct_piece,
     reconstruct_segment,
 )
 from services.protocol.constants import NUM_PIECES, PIECE_SIZE, RECORD_SIZE, RECORDED_HISTORY_SEGMENT_SIZE
 from services.protocol.hashes import blake3_254_hash_to_scalar
+from services.protocol.parallel import Workers
 from services.protocol.pieces import Piece, source_record_from_raw
 from services.protocol.scale import ScaleError
 from services.protocol.segments import ArchivedBlockProgress, LastArchivedBlock, SegmentHeader
@@ -156,9 +159,16 @@ class Archived:
 
 
 @pytest.fixture(scope="module")
-def archived() -> Archived:
+def pool():
+    """The caller's threads the archiver splits a segment over (it owns none itself)."""
+    with ThreadPoolExecutor(2) as executor:
+        yield Workers(executor, 2)
+
+
+@pytest.fixture(scope="module")
+def archived(pool) -> Archived:
     vectors = load_json("archiver_ref.json")
-    archiver = Archiver(mainnet_kzg(), erasure_coding())
+    archiver = Archiver(mainnet_kzg(), erasure_coding(), pool)
     result = Archived([], [], [], [], [], [], None)
     for number, block in enumerate(archiver_blocks()):
         for segment in archiver.add_block(block, number):
@@ -234,13 +244,21 @@ def test_is_piece_valid_rejects_tampering(archived) -> None:
 
 
 @pytest.mark.slow
-def test_reconstruct_segment_and_piece(archived) -> None:
+def test_commitment_extension_is_the_same_inline_and_split(archived, pool) -> None:
+    sources = archived.commitments[0][0::2]
+    inline = extend_commitments(erasure_coding(), sources)
+    assert inline == extend_commitments(erasure_coding(), sources, pool) == archived.commitments[0]
+
+
+@pytest.mark.slow
+def test_reconstruct_segment_and_piece(archived, pool) -> None:
     seg0 = archived.segment0
     # 128 present: all sources except 4, plus 4 parity pieces (4 record commitments to redo).
     missing_sources = {10, 64, 130, 254}
     present = {j for j in range(0, NUM_PIECES, 2) if j not in missing_sources} | {1, 3, 201, 255}
     partial = [seg0.pieces[j] if j in present else None for j in range(NUM_PIECES)]
-    assert reconstruct_segment(mainnet_kzg(), erasure_coding(), partial) == seg0.pieces
+    assert reconstruct_segment(mainnet_kzg(), erasure_coding(), partial, pool) == seg0.pieces
+    assert reconstruct_piece(mainnet_kzg(), erasure_coding(), partial, 10) == seg0.pieces[10]  # inline
     too_few = list(partial)
     too_few[0] = None
     with pytest.raises(ArchiverError, match="too few pieces to reconstruct: 127 present"):

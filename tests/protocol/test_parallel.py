@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from services.protocol.parallel import Workers, run_all
+from services.protocol.parallel import Workers, map_all, run_all
 
 
 def test_results_in_order_with_and_without_workers():
@@ -16,6 +16,16 @@ def test_results_in_order_with_and_without_workers():
     assert run_all(None, calls) == [i * i for i in range(7)]
     with ThreadPoolExecutor(3) as pool:
         assert Workers(pool, 3).run_all(calls) == [i * i for i in range(7)]
+
+
+def test_map_keeps_item_order_over_parts():
+    items = list(range(11))
+    assert map_all(None, lambda i: i * 3, items) == [i * 3 for i in items]
+    with ThreadPoolExecutor(2) as pool:
+        workers = Workers(pool, 3)
+        assert workers.map(lambda i: -i, iter(items)) == [-i for i in items]
+        assert workers.map(lambda i: -i, []) == []
+        assert map_all(workers, lambda i: -i, [5]) == [-5]
 
 
 def test_first_error_raised_after_all_parts_ran():
