@@ -110,9 +110,10 @@ def erasure_coding():  # noqa: ANN201 - services.protocol.erasure.ErasureCoding
 
 @functools.cache
 def _chia_proofs_for_seed():  # noqa: ANN202
+    from services.pos_backend import pos_backend
     from services.protocol.plotting import chia_proofs_for_seed
 
-    return chia_proofs_for_seed()
+    return chia_proofs_for_seed(pos_backend())  # $AUTONOMYS_POS_BACKEND, else auto
 
 
 @functools.lru_cache(maxsize=None)

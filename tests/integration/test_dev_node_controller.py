@@ -51,6 +51,7 @@ from services.protocol.auditing import audit_location, audit_sector  # noqa: E40
 from services.protocol.constants import PIECE_SIZE, REWARD_SIGNING_CONTEXT  # noqa: E402
 from services.protocol.erasure import ErasureCoding  # noqa: E402
 from services.protocol.kzg import Kzg  # noqa: E402
+from services.pos_backend import pos_backend  # noqa: E402
 from services.protocol.plotting import CpuRecordEncoder, chia_proofs_for_seed, plot_sector, sector_piece_indexes  # noqa: E402
 from services.protocol.proving import prove_audit_result  # noqa: E402
 from services.protocol.sector import FarmerProtocolInfo  # noqa: E402
@@ -99,7 +100,7 @@ class _Farmer:
         self.public_key, self.secret_key = sr25519.pair_from_seed(FARMER_SEED)
         self.kzg = Kzg.dev()
         self.erasure = ErasureCoding(16)
-        chia = chia_proofs_for_seed()
+        chia = chia_proofs_for_seed(pos_backend())
         cache: dict[bytes, object] = {}
 
         def proofs_for_seed(seed: bytes):  # plotting and proving use the same seed: build once

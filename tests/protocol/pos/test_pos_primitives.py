@@ -152,3 +152,15 @@ def test_fn_all_k_against_spec_text(k):
             meta_right = int.from_bytes(rng.bytes(16), "big") & ((1 << pb) - 1)
             assert compute_fn(k, table, y_left, meta_left, meta_right) == _spec_fn(
                 k, table, y_left, meta_left, meta_right), (k, table)
+
+
+def test_unrolled_blake3_module_is_what_its_generator_writes():
+    """blake3_unrolled.py is generated (scripts/gen_blake3_unrolled.py): never edited by hand."""
+    import importlib.util
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[3]
+    spec = importlib.util.spec_from_file_location("gen_blake3_unrolled", root / "scripts" / "gen_blake3_unrolled.py")
+    generator = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(generator)
+    assert (root / "services" / "protocol" / "pos" / "blake3_unrolled.py").read_text() == generator.generate()
