@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """CPU plotting throughput and memory: seconds per sector of n pieces on 1 and 2 worker threads,
-sectors per hour, peak RSS, and the ratio to the reference farmer measured on this machine.
+sectors per hour, peak RSS (and what it extrapolates to for a 1,000-piece sector), and the ratio
+to the reference farmer measured on this machine.
 
 usage: python3 scripts/bench_plotting.py [--pieces 4 32] [--workers 1 2] [--full-sector] [--pos chia|shim]
 
@@ -11,6 +12,11 @@ The 4-piece sector is the reference's (``sector_ref_p4.bin``: its pieces are rea
 it first) and the result is compared with it byte for byte; other sizes use random records.
 ``--pos shim`` swaps the K=20 tables for the insecure shim table: a quick check of the sector
 buffer and writer memory at 1,000 pieces (not a throughput figure).
+Memory: the warm-up's table arena is released before the baseline is taken (a daemon's main
+thread builds no tables). ``buffer`` is the SectorBuffer (n MiB of records + bitfields and
+record metadata); ``work`` = peak RSS - baseline - buffer is what the workers, the pieces in
+flight and the writer add; ``1000-pc est`` = baseline + the 1,000-piece buffer (computed
+exactly) + work: the process's peak for a full sector with that many workers.
 Reference (``autonomys/subspace`` ``plot_sector``, CPU, same 2-core machine, quiet):
 6.5 s per 4 pieces on 2 threads, 11.4 s on 1. Timings on a shared machine are noisy: the load
 average is printed with every run.
@@ -36,6 +42,7 @@ sys.path.insert(0, str(ROOT))
 
 from services.protocol.constants import PIECE_SIZE  # noqa: E402
 from services.protocol.erasure import ErasureCoding  # noqa: E402
+from services.protocol.pos import release_thread_scratch  # noqa: E402
 from services.protocol.plotting import CpuRecordEncoder, SectorBuffer, encode_records  # noqa: E402
 from services.protocol.s_bucket_proofs import chia_proofs_for_seed, shim_proofs_for_seed  # noqa: E402
 from services.protocol.sector import FarmerProtocolInfo, SectorMetadata  # noqa: E402
@@ -47,6 +54,17 @@ SHARED = Path(os.environ.get("AUTONOMYS_SHARED_DIR", ROOT.parent / "shared"))
 
 def rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def buffer_mib(sector: SectorBuffer) -> float:
+    return (sector.records.nbytes + sector.bitfields.nbytes + sector.record_metadata.nbytes
+            + sector.encoded_counts.nbytes) / 2**20
+
+
+def full_sector_buffer_mib(pieces: int = 1000) -> float:
+    from services.protocol.sector import RECORD_BITFIELD_SIZE, RECORD_METADATA_SIZE
+
+    return pieces * ((1 << 20) + RECORD_BITFIELD_SIZE + RECORD_METADATA_SIZE + 8) / 2**20
 
 
 def current_rss_mib() -> float:
@@ -93,6 +111,7 @@ def run_one(pieces_in_sector: int, workers: int, pos: str) -> dict:
         _, first = next(random_pieces(1))
         encoder.encode(np.frombuffer(first[: 1 << 20], np.uint8).reshape(-1, 32), bytes(32))  # warm-up
         del first
+    release_thread_scratch()  # the warm-up's arena: plotting runs on the pool's threads
     baseline = current_rss_mib()
     sector = SectorBuffer(public_key, sector_index, info, pieces_in_sector)
     start = time.perf_counter()
@@ -112,6 +131,7 @@ def run_one(pieces_in_sector: int, workers: int, pos: str) -> dict:
     return {
         "pieces": pieces_in_sector, "workers": workers, "encode_s": encode_seconds, "write_s": write_seconds,
         "total_s": total, "cpu_s": time.process_time() - cpu, "baseline_rss_mib": baseline, "peak_rss_mib": rss_mib(),
+        "buffer_mib": buffer_mib(sector),
         "matches_reference": matches, "load": os.getloadavg()[0],
     }
 
@@ -131,7 +151,8 @@ def main() -> None:
     if args.full_sector:
         runs.append((1000, 2))
     print(f"{'pieces':>6} {'workers':>7} {'sector s':>9} {'encode s':>9} {'write s':>8} {'s/piece':>8} "
-          f"{'sectors/h':>9} {'vs ref':>7} {'CPU s/pc':>8} {'peak RSS':>9} {'+RSS':>7} {'load':>5}  reference bytes")
+          f"{'sectors/h':>9} {'vs ref':>7} {'CPU s/pc':>8} {'peak RSS':>9} {'+RSS':>7} {'buffer':>7} {'work':>6} "
+          f"{'1000-pc est':>11} {'load':>5}  reference bytes")
     for n, workers in runs:
         child = subprocess.run([sys.executable, __file__, "--pos", args.pos, "--child", str(n), str(workers)],
                                capture_output=True, text=True, cwd=ROOT)
@@ -143,12 +164,16 @@ def main() -> None:
         reference = REFERENCE_SECONDS_PER_PIECE.get(workers) if args.pos == "chia" else None
         ratio = f"{reference / per_piece:6.2f}x" if reference else "    -"
         same = {None: "-", True: "identical", False: "DIFFERENT"}[r["matches_reference"]]
+        added = r["peak_rss_mib"] - r["baseline_rss_mib"]
+        work = added - r["buffer_mib"]
+        estimate = r["baseline_rss_mib"] + full_sector_buffer_mib() + work
         print(f"{n:>6} {workers:>7} {r['total_s']:9.2f} {r['encode_s']:9.2f} {r['write_s']:8.2f} {per_piece:8.3f} "
-              f"{3600 / r['total_s']:9.1f} {ratio:>7} {r['cpu_s'] / n:8.3f} {r['peak_rss_mib']:7.0f}Mi {r['peak_rss_mib'] - r['baseline_rss_mib']:5.0f}Mi "
-              f"{r['load']:5.1f}  {same}", flush=True)
+              f"{3600 / r['total_s']:9.1f} {ratio:>7} {r['cpu_s'] / n:8.3f} {r['peak_rss_mib']:7.0f}Mi {added:5.0f}Mi "
+              f"{r['buffer_mib']:5.0f}Mi {work:4.0f}Mi {estimate:9.0f}Mi {r['load']:5.1f}  {same}", flush=True)
     print("vs ref = reference seconds per piece on the same number of threads / ours (higher is better);"
           " CPU s/pc = process CPU time per piece (flat from 1 to 2 workers = the work scales; wall time then"
-          " only depends on the free cores); +RSS = peak RSS above the process before plotting")
+          " only depends on the free cores); +RSS = peak RSS above the process before plotting; work = +RSS - buffer;"
+          " 1000-pc est = baseline + 1,000-piece buffer + work")
 
 
 if __name__ == "__main__":
