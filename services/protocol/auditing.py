@@ -13,7 +13,8 @@ Main API: ``global_challenge_from_pot_output``, ``sector_slot_challenge``,
 ``s_bucket_audit_index``, ``audit_location`` / ``sector_audit_location`` (where to read),
 ``audit_sector`` / ``audit_sectors`` / ``audit_plot`` -> ``SectorAuditResult`` (candidates best
 first, stable by chunk offset) or None, ``order_by_best_distance``.  Audit with the slot's
-*voting* solution range.  ``blake3_hash_rows`` is a batch BLAKE3 used for proof hashes.
+*voting* solution range.  ``audit_values_keyed`` hashes chunks of many sectors in one call (the
+farm's batched audit).  ``blake3_hash_rows`` is a batch BLAKE3 used for proof hashes.
 """
 
 from __future__ import annotations
@@ -290,6 +291,23 @@ def audit_values(sector_slot_challenge_bytes: bytes, chunks: bytes | np.ndarray)
         _KEYED_ONE_BLOCK_FLAGS,
         out,
     )
+    return out
+
+
+def audit_values_keyed(chunks: np.ndarray, chunk_keys: np.ndarray, keys: np.ndarray) -> np.ndarray:
+    """Audit values of many chunks, each keyed by one of several sector slot challenges, in one
+    kernel call (the farm's batched audit): ``chunks`` (m, 32) uint8 C-contiguous,
+    ``chunk_keys`` (m,) int64 row of ``keys`` (k, 32) uint8 to key each chunk with."""
+    if chunks.ndim != 2 or chunks.shape[1] != SCALAR_FULL_BYTES or chunks.dtype != np.uint8:
+        raise AuditError(f"chunks must be (m, {SCALAR_FULL_BYTES}) uint8, got {chunks.dtype} {chunks.shape}")
+    if chunk_keys.shape != (chunks.shape[0],) or keys.ndim != 2 or keys.shape[1] != CHALLENGE_SIZE:
+        raise AuditError(f"chunk_keys {chunk_keys.shape} / keys {keys.shape} do not match {chunks.shape[0]} chunks")
+    out = np.empty(chunks.shape[0], dtype=np.uint64)
+    key_words = np.ascontiguousarray(keys, dtype=np.uint8).view("<u4").astype(np.uint32)
+    _audit_values_kernel(
+        _chunk_words(np.ascontiguousarray(chunks)), chunk_keys.astype(np.int64, copy=False), key_words,
+        _IV, _SCHEDULE, _KEYED_ONE_BLOCK_FLAGS, out,
+    )  # fmt: skip
     return out
 
 
