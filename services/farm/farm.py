@@ -117,14 +117,15 @@ class Farm:
             raise FarmError(f"farm {directory}: {exc.strerror or exc}") from None
         fds = [lock_fd]
         try:
-            fitted = _fit_allocated_space(directory, info, sectors)
-            if fitted is not info:  # the info file was replaced: lock the new one
-                fds.insert(0, _lock_farm(directory))
-                os.close(fds.pop())
-                lock_fd, info = fds[0], fitted
             metadata_fd = os.open(directory / METADATA_FILE, os.O_RDWR | os.O_CREAT, 0o644)
             fds.append(metadata_fd)
-            plotted = _prepare_metadata(metadata_fd, sectors, preallocate, directory)
+            plotted = _plotted_sector_count(metadata_fd, sectors, directory)  # refuses before any change
+            fitted = _fit_allocated_space(directory, info, sectors)
+            if fitted is not info:  # the info file was replaced: lock the new one
+                fds[0] = _lock_farm(directory)
+                os.close(lock_fd)
+                lock_fd, info = fds[0], fitted
+            _prepare_metadata(metadata_fd, sectors, preallocate, plotted)
             plot_fd = os.open(directory / PLOT_FILE, os.O_RDWR | os.O_CREAT, 0o644)
             fds.append(plot_fd)
             resize_file(plot_fd, plot_file_size(sectors, info.pieces_in_sector), preallocate)
@@ -138,7 +139,7 @@ class Farm:
                 os.close(fd)
             raise
         try:
-            farm._load_sectors(plotted)
+            farm._load_sectors(plotted or 0)
             farm._recover_interrupted_writes()
         except BaseException:
             farm.close()
@@ -468,14 +469,10 @@ def _fit_allocated_space(directory: Path, info: FarmInfo, sectors: int) -> FarmI
     return updated
 
 
-def _prepare_metadata(fd: int, sectors: int, preallocate: bool, directory: Path) -> int:
-    """Create or resize ``metadata.bin``; returns the plotted sector count."""
-    expected = metadata_file_size(sectors)
+def _plotted_sector_count(fd: int, sectors: int, directory: Path) -> int | None:
+    """Plotted sector count from ``metadata.bin`` (None for a new, empty file)."""
     if os.fstat(fd).st_size == 0:
-        resize_file(fd, expected, preallocate)
-        write_all_at(fd, encode_plot_metadata_header(0), 0)
-        os.fsync(fd)
-        return 0
+        return None
     try:
         plotted = decode_plot_metadata_header(read_exact_at(fd, 3, 0))
     except (ScaleError, EOFError) as exc:
@@ -483,5 +480,12 @@ def _prepare_metadata(fd: int, sectors: int, preallocate: bool, directory: Path)
     if plotted > sectors:
         raise FarmError(f"farm {directory} has {plotted} plotted sectors; sectors={sectors} would discard "
                         f"{plotted - sectors} of them (give sectors={plotted} or more)")
-    resize_file(fd, expected, preallocate)
     return plotted
+
+
+def _prepare_metadata(fd: int, sectors: int, preallocate: bool, plotted: int | None) -> None:
+    """Create (header with count 0) or resize ``metadata.bin`` for ``sectors`` sectors."""
+    resize_file(fd, metadata_file_size(sectors), preallocate)
+    if plotted is None:
+        write_all_at(fd, encode_plot_metadata_header(0), 0)
+        os.fsync(fd)
