@@ -267,6 +267,16 @@ def check_file(path: str, what: str) -> str:
     return str(target.resolve())
 
 
+def parse_kzg_params(value: str | None) -> str | None:
+    """``--kzg-params`` of the proving roles: None (the mainnet setup at its default path),
+    ``"dev"`` (the dev node's insecure setup) or a readable file's absolute path."""
+    if value is None:
+        return None
+    if value.strip().lower() == "dev":
+        return "dev"
+    return check_file(value, "--kzg-params")
+
+
 def parse_kv_spec(text: str, what: str, required: Iterable[str], optional: Iterable[str] = ()) -> dict[str, str]:
     """``key=value,key=value`` (the manual's ``path=/mnt/nvme0n1/,sectors=8000``)."""
     required = tuple(required)
