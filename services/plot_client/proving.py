@@ -134,6 +134,7 @@ class ProvingScheduler:
         self._sequence = itertools.count()
         self.expired_jobs = 0
         self.dropped_jobs = 0
+        self.active = 0  # jobs being worked on
 
     def submit(self, farm: FarmContext, slot: SlotContext, audited: AuditedSector) -> None:
         key = (-slot.slot_number, audited.result.best_distance, next(self._sequence))
@@ -166,6 +167,7 @@ class ProvingScheduler:
     async def _work(self) -> None:
         while True:
             job = await self._next_job()
+            self.active += 1
             try:
                 await self._process(job)
             except asyncio.CancelledError:
@@ -173,6 +175,8 @@ class ProvingScheduler:
             except Exception as exc:  # noqa: BLE001 - one job's failure must not stop farming
                 log.error("proving job failed", slot=job.slot.slot_number, farm=job.farm.stats.farm_id,
                           sector_index=job.audited.result.sector_index, error=repr(exc))
+            finally:
+                self.active -= 1
 
     async def _process(self, job: ProvingJob) -> None:
         farm, stats, slot = job.farm.farm, job.farm.stats, job.slot
