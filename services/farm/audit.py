@@ -8,10 +8,11 @@ that can be is done on arrays for all sectors at once:
 * :class:`AuditTable` keeps, per sector slot of the plot, the sector id, the s-bucket sizes
   (the ``SectorMetadata`` field, one ``(sectors, 65536)`` uint16 matrix) and coarse prefix sums
   every 256 s-buckets, so an s-bucket's offset costs at most 255 additions (numba);
-* the s-bucket reads are ``os.preadv`` calls straight into one reusable buffer per thread,
-  spread over the caller's executor (positional reads release the GIL, so a thread pool keeps
-  several reads in flight on NVMe); each batch is hashed in one numba call
-  (:func:`services.protocol.auditing.audit_values_keyed`, also GIL-free);
+* the s-buckets are hashed where they lie, in an mmap of ``plot.bin``, by one GIL-free numba
+  call per batch of sectors (:func:`services.protocol.auditing.audit_chunk_ranges`): no copy
+  and no Python per chunk; batches run on the caller's executor, and before hashing a batch the
+  kernel is asked for all of its s-buckets at once (``POSIX_FADV_WILLNEED``), so a plot that is
+  not in the page cache is read with many requests in flight, not one page fault at a time;
 * winners (distance ``<= solution_range / 2``) are grouped back per sector into
   :class:`~services.protocol.auditing.SectorAuditResult` (candidates best first, ties by chunk
   offset), sectors ordered by their best distance, exactly what the protocol's ``audit_plot``
@@ -24,6 +25,7 @@ read under, and results of rows that changed meanwhile are dropped.
 
 from __future__ import annotations
 
+import os
 import threading
 from concurrent.futures import Executor
 from dataclasses import dataclass
@@ -31,15 +33,13 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit
 
-from services.farm.files import read_into_at
-from services.protocol.auditing import AuditCandidate, SectorAuditResult, audit_values_keyed
+from services.protocol.auditing import AuditCandidate, SectorAuditResult, audit_chunk_ranges
 from services.protocol.constants import RECORD_NUM_S_BUCKETS, SCALAR_FULL_BYTES
 from services.protocol.sector import sector_contents_map_size
 from services.protocol.validation import U64_MAX
 
 COARSE_STEP = 256
 COARSE_GROUPS = RECORD_NUM_S_BUCKETS // COARSE_STEP
-_THREAD_BUFFERS = threading.local()
 
 
 @njit(cache=True, nogil=True)
@@ -117,13 +117,20 @@ class AuditTable:
 
     def audit(
         self,
-        plot_fd: int,
+        plot_words: np.ndarray,
         global_challenge: bytes,
         solution_range: int,
         executor: Executor | None = None,
         batches: int | None = None,
+        prefetch_fd: int | None = None,
     ) -> list[AuditedSector]:
-        """Audit every active sector; winners only, best distance first."""
+        """Audit every active sector; winners only, best distance first.
+
+        ``plot_words``: the plot file as little-endian u32 words (an mmap: the kernel reads the
+        page cache in place). ``prefetch_fd``: the plot's descriptor, to ask the kernel for every
+        audited s-bucket of a batch at once (``POSIX_FADV_WILLNEED``) before hashing it, so a
+        plot that is not in memory is read with many requests in flight.
+        """
         if len(global_challenge) != 32:
             raise ValueError(f"global challenge must be 32 bytes, got {len(global_challenge)}")
         if not 0 <= solution_range <= U64_MAX:
@@ -139,15 +146,14 @@ class AuditTable:
         chunk_offsets = np.empty(rows.size, dtype=np.int64)
         chunk_counts = np.empty(rows.size, dtype=np.int64)
         _locate_s_buckets(self.sizes, self.coarse, rows, s_buckets, chunk_offsets, chunk_counts)
-        file_offsets = rows * self.sector_size + self.contents_map_size + SCALAR_FULL_BYTES * chunk_offsets
-        g = np.uint64(int.from_bytes(global_challenge[:8], "little"))
-        half_range = np.uint64(solution_range // 2)
+        byte_offsets = rows * self.sector_size + self.contents_map_size + SCALAR_FULL_BYTES * chunk_offsets
 
         workers = getattr(executor, "_max_workers", 1) if executor is not None else 1
         count = max(1, min(rows.size, batches or 4 * workers))
         bounds = np.linspace(0, rows.size, count + 1).astype(np.int64)
         jobs = [
-            (plot_fd, file_offsets[a:b], chunk_counts[a:b], keys[a:b], g, half_range, int(a))
+            (plot_words, byte_offsets[a:b], chunk_counts[a:b], keys[a:b], global_challenge, solution_range,
+             int(a), prefetch_fd)
             for a, b in zip(bounds[:-1], bounds[1:]) if b > a
         ]  # fmt: skip
         if executor is None or len(jobs) == 1:
@@ -181,51 +187,27 @@ class AuditTable:
         return results
 
 
-def _thread_buffer(size: int) -> np.ndarray:
-    buffer = getattr(_THREAD_BUFFERS, "buffer", None)
-    if buffer is None or buffer.size < size:
-        buffer = np.empty(max(size, 1 << 20), dtype=np.uint8)
-        _THREAD_BUFFERS.buffer = buffer
-    return buffer[:size]
-
-
 def _audit_batch_star(job: tuple) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return _audit_batch(*job)
 
 
 def _audit_batch(
-    fd: int,
-    file_offsets: np.ndarray,
+    plot_words: np.ndarray,
+    byte_offsets: np.ndarray,
     chunk_counts: np.ndarray,
     keys: np.ndarray,
-    g: np.uint64,
-    half_range: np.uint64,
+    global_challenge: bytes,
+    solution_range: int,
     first_position: int,
+    prefetch_fd: int | None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Read and hash the s-buckets of a run of sectors; winners as (position, chunk offset in
-    the s-bucket, distance)."""
-    total = int(chunk_counts.sum())
-    empty = (np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.uint64))
-    if total == 0:
-        return empty
-    buffer = _thread_buffer(total * SCALAR_FULL_BYTES)
-    view = memoryview(buffer)
-    cursor = 0
-    for offset, count in zip(file_offsets.tolist(), chunk_counts.tolist()):
-        size = count * SCALAR_FULL_BYTES
-        if size:
-            try:
-                read_into_at(fd, view[cursor : cursor + size], offset)
-            except EOFError:
-                raise OSError(f"plot file ends inside an audited s-bucket at byte {offset}") from None
-        cursor += size
-    local = np.repeat(np.arange(chunk_counts.size, dtype=np.int64), chunk_counts)
-    values = audit_values_keyed(buffer.reshape(-1, SCALAR_FULL_BYTES), local, keys)
-    with np.errstate(over="ignore"):
-        distances = np.minimum(values - g, g - values)
-    winners = np.flatnonzero(distances <= half_range)
-    if winners.size == 0:
-        return empty
-    starts = np.cumsum(chunk_counts) - chunk_counts
-    owner = local[winners]
-    return owner + first_position, winners - starts[owner], distances[winners]
+    """Audit the s-buckets of a run of sectors; winners as (position, chunk offset in the
+    s-bucket, distance)."""
+    if prefetch_fd is not None:
+        for offset, count in zip(byte_offsets.tolist(), chunk_counts.tolist()):
+            if count:
+                os.posix_fadvise(prefetch_fd, offset, count * SCALAR_FULL_BYTES, os.POSIX_FADV_WILLNEED)
+    ranges, in_bucket, distances = audit_chunk_ranges(
+        plot_words, byte_offsets // 4, chunk_counts, keys, global_challenge, solution_range
+    )
+    return ranges + first_position, in_bucket, distances

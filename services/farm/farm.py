@@ -91,6 +91,7 @@ class Farm:
         self.table = AuditTable(target_sector_count, self.pieces_in_sector, self.sector_size)
         self.journal = SectorWriteJournal(directory)
         self._plot_map = mmap.mmap(plot_fd, 0, access=mmap.ACCESS_READ)
+        self._plot_words = np.frombuffer(self._plot_map, dtype="<u4")  # audits hash the page cache in place
 
     # ---- opening
 
@@ -204,6 +205,7 @@ class Farm:
         if self._plot_fd < 0:
             return
         self.table.active[:] = False
+        self._plot_words = None
         try:
             self._plot_map.close()
         except BufferError:  # a caller still holds a view; the mapping goes with the process
@@ -258,7 +260,8 @@ class Farm:
 
     def audit(self, global_challenge: bytes, solution_range: int, executor: Executor | None = None) -> list[AuditedSector]:
         """Audit every plotted sector (spec 04 §2, voting solution range); winners best first."""
-        return self.table.audit(self._plot_fd, global_challenge, solution_range, executor)
+        return self.table.audit(self._plot_words, global_challenge, solution_range, executor,
+                                prefetch_fd=self._plot_fd)
 
     def is_current(self, index: int, generation: int) -> bool:
         """True while sector ``index`` still holds what an audit at ``generation`` read."""

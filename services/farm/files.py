@@ -1,7 +1,7 @@
 """Low-level file operations the farm needs to be crash-safe: positional reads and writes that
 never stop short, durable atomic replacement of small files, and preallocation.
 
-Positional I/O (``os.pread`` / ``os.pwrite`` / ``os.preadv``) releases the GIL and needs no
+Positional I/O (``os.pread`` / ``os.pwrite``) releases the GIL and needs no
 shared file offset, so many threads can read one plot file at once.
 """
 
@@ -57,16 +57,6 @@ def read_exact_at(fd: int, size: int, offset: int) -> bytes:
         remaining -= len(data)
         offset += len(data)
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
-
-
-def read_into_at(fd: int, buffer: memoryview, offset: int) -> None:
-    """Fill ``buffer`` from ``offset``; EOFError when the file ends first."""
-    while buffer:
-        got = os.preadv(fd, [buffer], offset)
-        if got <= 0:
-            raise EOFError(f"file ends at byte {offset}")
-        buffer = buffer[got:]
-        offset += got
 
 
 def resize_file(fd: int, size: int, preallocate: bool) -> None:

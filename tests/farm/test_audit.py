@@ -46,12 +46,13 @@ def test_batched_audit_matches_per_sector_audit(tmp_path, workers, batches) -> N
     table.deactivate(3)
     del metadata[3]
     fd = os.open(path, os.O_RDONLY)
+    words = np.fromfile(path, dtype="<u4")
     executor = ThreadPoolExecutor(workers) if workers else None
     try:
         for trial in range(20):
             challenge = rng.bytes(32)
             solution_range = int(rng.integers(1 << 60, 1 << 63)) * 2
-            got = table.audit(fd, challenge, solution_range, executor, batches)
+            got = table.audit(words, challenge, solution_range, executor, batches, prefetch_fd=fd if workers else None)
             expected_input = []
             for row, md in metadata.items():
                 sector_id = table.sector_ids[row].tobytes()
@@ -84,16 +85,11 @@ def test_audit_of_the_official_farm_matches_the_protocol(tmp_path) -> None:
             assert block["distance"] in [c.distance for c in winner.candidates]
 
 
-def test_empty_plot_and_zero_range(tmp_path) -> None:
+def test_empty_plot_and_empty_s_buckets() -> None:
     table = AuditTable(2, PIECES, sector_size(PIECES))
-    path = tmp_path / "plot.bin"
-    path.write_bytes(bytes(2 * sector_size(PIECES)))
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        assert table.audit(fd, bytes(32), (1 << 64) - 1) == []
-        table.activate(1, bytes(32), np.zeros(RECORD_NUM_S_BUCKETS, dtype=np.uint16))
-        assert table.audit(fd, bytes(32), (1 << 64) - 1) == []  # empty s-bucket: nothing to audit
-        with pytest.raises(ValueError, match="32 bytes"):
-            table.audit(fd, bytes(31), 1)
-    finally:
-        os.close(fd)
+    words = np.zeros(2 * sector_size(PIECES) // 4, dtype=np.uint32)
+    assert table.audit(words, bytes(32), (1 << 64) - 1) == []
+    table.activate(1, bytes(32), np.zeros(RECORD_NUM_S_BUCKETS, dtype=np.uint16))
+    assert table.audit(words, bytes(32), (1 << 64) - 1) == []  # empty s-bucket: nothing to audit
+    with pytest.raises(ValueError, match="32 bytes"):
+        table.audit(words, bytes(31), 1)
