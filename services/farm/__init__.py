@@ -56,7 +56,7 @@ reference keeps plotted sectors contiguous (``plotted_sector_count`` is a count,
 """
 
 from services.farm.audit import AuditedSector, AuditTable
-from services.farm.farm import Farm, SectorState, SectorWriter
+from services.farm.farm import Farm, SectorState, FarmSectorWriter
 from services.farm.identity import Identity
 from services.farm.layout import FarmError, FarmInfo, allocated_space_for_sectors, space_distribution
 
@@ -68,7 +68,7 @@ __all__ = [
     "FarmInfo",
     "Identity",
     "SectorState",
-    "SectorWriter",
+    "FarmSectorWriter",
     "allocated_space_for_sectors",
     "space_distribution",
 ]

@@ -295,8 +295,8 @@ class Farm:
 
     # ---- writing (the plotting side)
 
-    def begin_sector_write(self, index: int) -> SectorWriter:
-        """Start writing sector ``index`` (new, or replacing the sector there); see SectorWriter."""
+    def begin_sector_write(self, index: int) -> FarmSectorWriter:
+        """Start writing sector ``index`` (new, or replacing the sector there); see FarmSectorWriter."""
         if not 0 <= index < self.target_sector_count:
             raise FarmError(f"sector {index} outside farm of {self.target_sector_count} sectors")
         with self._lock:
@@ -309,7 +309,7 @@ class Farm:
             if replacing:  # the old sector stops being valid before its first byte is overwritten
                 self._write_metadata_entry(index, SectorMetadata.dummy(index, self.pieces_in_sector))
                 os.fsync(self._metadata_fd)
-        return SectorWriter(self, index)
+        return FarmSectorWriter(self, index)
 
     def write_sector(self, index: int, sector: bytes | bytearray | memoryview, metadata: SectorMetadata) -> None:
         """Write a whole sector and its metadata (begin, write, commit)."""
@@ -365,7 +365,7 @@ class Farm:
         write_all_at(self._metadata_fd, metadata.to_checksummed_bytes(), metadata_entry_offset(index))
 
 
-class SectorWriter:
+class FarmSectorWriter:
     """Writes one sector into its slot of ``plot.bin``; from :meth:`Farm.begin_sector_write`.
 
     ``write(offset, data)`` any number of times (offsets inside the sector, e.g. a download
@@ -400,7 +400,7 @@ class SectorWriter:
         if self._done:
             raise FarmError(f"sector {self.sector_index} write already finished")
 
-    def __enter__(self) -> SectorWriter:
+    def __enter__(self) -> FarmSectorWriter:
         return self
 
     def __exit__(self, *exc_info) -> None:

@@ -26,7 +26,7 @@ stats), ``self.bus``, ``self.app_info`` (protocol info for new sectors) and ``se
 (``plotting_concurrency``, ``cache_group``). It picks sectors from ``Farm.missing_sectors()`` /
 ``Farm.sectors_to_replot()`` (and expiring ones, from the archived segment headers it
 subscribes to), has them plotted, and writes each through ``Farm.begin_sector_write(i)`` /
-``SectorWriter.commit(metadata)`` from a thread. Farming needs no notification: a committed
+``FarmSectorWriter.commit(metadata)`` from a thread. Farming needs no notification: a committed
 sector is audited from the next slot on, and the membership refresh picks up the new counts.
 """
 
