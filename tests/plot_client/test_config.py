@@ -31,7 +31,7 @@ def test_reward_address_is_the_solution_account(capsys, tmp_path) -> None:
 def test_proving_options(capsys, tmp_path) -> None:
     setup = tmp_path / "setup.bin"
     setup.write_bytes(b"x")
-    config = _dry_run(capsys, "--reward-address", ALICE, f"path={tmp_path},sectors=65534", "--kzg-params", str(setup),
+    config = _dry_run(capsys, "--reward-address", ALICE, f"path={tmp_path},sectors=2", "--kzg-params", str(setup),
                       "--proving-threads", "2", "--farming-thread-pool-size", "8")
     assert config["kzg_params"] == str(setup) and config["proving_threads"] == 2 and config["farming_threads"] == 8
     assert _dry_run(capsys, "--reward-address", ALICE, f"path={tmp_path},sectors=1", "--kzg-params", "dev")[
