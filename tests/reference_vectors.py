@@ -90,9 +90,9 @@ def challenge(set_name: str, i: int) -> tuple[bytes, int]:
 
 @functools.cache
 def mainnet_kzg_cached():  # noqa: ANN201 - services.protocol.kzg.Kzg
-    from services.protocol.kzg import Kzg
+    from services.kzg_setup import load_kzg_file
 
-    return Kzg.from_file(require_mainnet_kzg())
+    return load_kzg_file(require_mainnet_kzg())
 
 
 def mainnet_kzg():  # noqa: ANN201

@@ -7,7 +7,7 @@ in ``sector_history_ref_p6.bin``) byte for byte, with every recorded field of th
 
 Every reference record holds 32 768 encoded chunks, so the unencoded fill (records with fewer
 proofs) and the all-zero masked chunk are checked against the spec's rule only
-(``test_select_encoded_chunks_follows_spec``, ``test_assemble_sector_with_unencoded_chunks``).
+(``test_select_chunks_follows_spec`` here, ``test_sector_writer.py`` for the layout).
 ``build_shim_sector(sparse=True)`` (insecure shim PoS, proofs for a quarter of the s-buckets)
 is shared with the reading and proving tests for that path.
 """
@@ -29,22 +29,18 @@ from services.protocol.hashes import blake3_254_hash_to_scalar
 from services.protocol.kzg import Kzg
 from services.protocol.plotting import (
     CpuRecordEncoder,
-    EncodedRecord,
     PlottingError,
     PlottingResult,
     ProofsForSeed,
     SBucketProofs,
-    assemble_sector,
     plot_sector,
     sector_piece_indexes,
-    select_encoded_chunks,
+    _select_chunks,
     shim_proofs_for_seed,
 )
 from services.protocol.sector import (
     FarmerProtocolInfo,
-    RecordMetadata,
     SectorContentsMap,
-    sector_size,
 )
 
 
@@ -166,20 +162,25 @@ def _naive_select(extended: np.ndarray, found: np.ndarray, hashes: np.ndarray) -
 
 
 @pytest.mark.parametrize("found_fraction", [0.3, 0.7])
-def test_select_encoded_chunks_follows_spec(found_fraction: float) -> None:
-    """Unencoded fill and the all-zero masked chunk (not in the vectors) against the spec's rule."""
+def test_select_chunks_follows_spec(found_fraction: float) -> None:
     rng = np.random.default_rng(5)
-    extended = rng.integers(0, 256, (65536, 32), dtype=np.uint8)
+    source = rng.integers(0, 256, (32768, 32), dtype=np.uint8)
+    parity = rng.integers(0, 256, (32768, 32), dtype=np.uint8)
+    extended = np.empty((65536, 32), dtype=np.uint8)
+    extended[0::2], extended[1::2] = source, parity
     hashes = rng.integers(0, 256, (65536, 32), dtype=np.uint8)
     found = rng.random(65536) < found_fraction
     zero_s = int(np.flatnonzero(found)[3])
     hashes[zero_s] = extended[zero_s]  # masked value all zero: treated as "no proof"
-    record = select_encoded_chunks(extended, found, hashes)
+    chunks = np.full((32768, 32), 0xAA, dtype=np.uint8)
+    bitfield = np.full(8192, 0xFF, dtype=np.uint8)  # stale contents must be overwritten
+    count = _select_chunks(source, parity, found, hashes, chunks, bitfield)
     stored, bits = _naive_select(extended, found, hashes)
-    assert not record.encoded_mask[zero_s]
-    assert np.array_equal(record.encoded_mask, bits)
-    assert record.chunks.tobytes() == b"".join(stored)
-    assert int(bits.sum()) == min(32768, int(found.sum()) - 1)
+    mask = np.unpackbits(bitfield, bitorder="little").astype(bool)
+    assert not mask[zero_s]
+    assert np.array_equal(mask, bits)
+    assert chunks.tobytes() == b"".join(stored)
+    assert count == int(bits.sum()) == min(32768, int(found.sum()) - 1)
 
 
 def test_encoder_rejects_non_canonical_chunk() -> None:
@@ -187,49 +188,6 @@ def test_encoder_rejects_non_canonical_chunk() -> None:
     record[17] = np.frombuffer(BLS12_381_R.to_bytes(32, "big"), dtype=np.uint8)
     with pytest.raises(PlottingError, match="erasure coded"):
         CpuRecordEncoder(ErasureCoding(16), shim_proofs_for_seed).encode(record, bytes(32))
-
-
-def _naive_sector(records: list[EncodedRecord], metadata: list[RecordMetadata]) -> bytes:
-    """Spec 03 section 7 written out with running cursors per record."""
-    n = len(records)
-    body = b"".join(np.packbits(r.encoded_mask, bitorder="little").tobytes() for r in records)
-    out = [body, blake3(body).digest()]
-    encoded_counts = [int(r.encoded_mask.sum()) for r in records]
-    encoded_cursor = [0] * n
-    unencoded_cursor = [0] * n
-    masks = [r.encoded_mask.tolist() for r in records]
-    chunks = [r.chunks.tobytes() for r in records]
-    for s in range(65536):
-        for p in range(n):
-            if masks[p][s]:
-                k = encoded_cursor[p]
-                encoded_cursor[p] += 1
-            elif unencoded_cursor[p] < 32768 - encoded_counts[p]:
-                k = encoded_counts[p] + unencoded_cursor[p]
-                unencoded_cursor[p] += 1
-            else:
-                continue
-            out.append(chunks[p][32 * k : 32 * k + 32])
-    out.extend(m.to_bytes() for m in metadata)
-    sector = b"".join(out)
-    return sector + blake3(sector).digest()
-
-
-def test_assemble_sector_with_unencoded_chunks() -> None:
-    """Records with fewer than 32 768 encoded chunks (not in the vectors) against the spec's
-    layout written out with running cursors."""
-    rng = np.random.default_rng(9)
-    records = []
-    for density in (0.2, 0.5, 0.55):
-        mask = rng.random(65536) < density
-        mask[np.flatnonzero(mask)[32768:]] = False
-        records.append(EncodedRecord(rng.integers(0, 256, (32768, 32), dtype=np.uint8), mask))
-    metadata = [RecordMetadata(rng.bytes(48), rng.bytes(48), rng.bytes(32)) for _ in records]
-    sector, sizes = assemble_sector(records, metadata)
-    assert len(sector) == sector_size(3)
-    assert sector == _naive_sector(records, metadata)
-    contents_map = SectorContentsMap.from_sector(sector, 3)
-    assert np.array_equal(sizes, contents_map.s_bucket_sizes())
 
 
 # ---- bad input
