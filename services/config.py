@@ -364,12 +364,14 @@ def check_file(path: str, what: str) -> str:
 
 
 def parse_kzg_params(value: str | None) -> str | None:
-    """``--kzg-params`` of the proving roles: None (the mainnet setup at its default path),
-    ``"dev"`` (the dev node's insecure setup) or a readable file's absolute path."""
+    """``--kzg-params`` of the proving roles: None (``$AUTONOMYS_KZG_PARAMS``, else the packaged
+    mainnet setup), ``"mainnet"``, ``"dev"`` (the dev node's insecure setup) or a readable file's
+    absolute path (see ``services.kzg_setup``)."""
     if value is None:
         return None
-    if value.strip().lower() == "dev":
-        return "dev"
+    keyword = value.strip().lower()
+    if keyword in ("mainnet", "dev"):
+        return keyword
     return check_file(value, "--kzg-params")
 
 

@@ -86,8 +86,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"audit reads in flight across all farms (default {DEFAULT_FARMING_THREADS})")
     parser.add_argument("--proving-threads", default="1", metavar="N",
                         help="local proofs at once when no proof-server answers in time (default 1)")
-    parser.add_argument("--kzg-params", default=None, metavar="PATH|dev",
-                        help="KZG trusted setup (default: the mainnet setup; dev = the dev node's insecure one)")
+    parser.add_argument("--kzg-params", default=None, metavar="PATH|mainnet|dev",
+                        help="KZG trusted setup: mainnet (default, packaged), dev (the dev node's insecure one) or a file")
     parser.add_argument("--instance", metavar="NAME", help=f"instance name (default HOSTNAME-{ROLE})")
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import heapq
+import os
 import itertools
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -29,6 +30,7 @@ import structlog
 
 from services.farm import AuditedSector, Farm
 from services.plot_client.stats import FarmingStats, ProvingResult
+from services.protocol.parallel import Workers
 from services.protocol.proving import ProvingCandidate, ProvingError, prove, resolve_candidates
 from services.protocol.sector import SectorContentsMap, SectorError, SectorMetadata
 from services.protocol.solution import Solution
@@ -86,6 +88,9 @@ class LocalProver:
         self.erasure_coding = erasure_coding
         self.proofs_for_seed = proofs_for_seed
         self.executor = ThreadPoolExecutor(threads, thread_name_prefix="proving")
+        cores = os.cpu_count() or 1
+        self._parts_pool = ThreadPoolExecutor(cores, thread_name_prefix="proving-parts")
+        self.workers = Workers(self._parts_pool, cores)  # NTTs and the witness MSM split over cores
         self.slots = asyncio.Semaphore(threads)
         self.estimate_s = INITIAL_LOCAL_PROVING_ESTIMATE_S  # moving average of local proving time
 
@@ -94,7 +99,7 @@ class LocalProver:
         view = farm.sector_view(metadata.sector_index)
         try:
             return prove(view, metadata, farm.public_key, reward_address, candidate, self.kzg,
-                         self.erasure_coding, self.proofs_for_seed, contents_map)
+                         self.erasure_coding, self.proofs_for_seed, contents_map, self.workers)
         finally:
             view.release()
 
@@ -113,7 +118,9 @@ class LocalProver:
             return solution
 
     def close(self) -> None:
-        self.executor.shutdown(wait=False, cancel_futures=True)
+        """Wait for proofs running on the threads (they read the farms), drop queued ones."""
+        self.executor.shutdown(wait=True, cancel_futures=True)
+        self._parts_pool.shutdown(wait=True)
 
 
 Submit = Callable[[SlotContext, Solution], Awaitable[None]]

@@ -53,25 +53,28 @@ from services.farm import Farm, FarmError
 from services.node.rpc_types import FarmerAppInfo, RewardSignatureResponse, SolutionResponse
 from services.plot_client.config import PlotClientConfig
 from services.plot_client.farming import FarmFarming
+from services.plot_client.proof_servers import ProofServers
 from services.plot_client.proving import FarmContext, LocalProver, ProvingScheduler, SlotContext
 from services.plot_client.stats import FarmingStats
 from services.protocol.solution import Solution
 
 APP_INFO_TIMEOUT_S = 10.0
+PROOF_SERVER_REQUESTS_IN_FLIGHT = 8  # candidates sent to proof-servers at once
 APP_INFO_MAX_BACKOFF_S = 10.0
 
 
-def load_proving_backend(kzg_params: str | None):  # noqa: ANN201 - (Kzg, ErasureCoding, ProofsForSeed)
-    """KZG setup (``"dev"``: the dev node's insecure one; None: mainnet), erasure coding, PoS."""
+def load_proving_backend(kzg_params: str | None, backend: str | None = None):  # noqa: ANN201
+    """``(Kzg, ErasureCoding(16), ProofsForSeed)``: the trusted setup named by ``--kzg-params``
+    (``services.kzg_setup.load_kzg``), erasure coding and K=20 PoS tables on ``backend``."""
+    from services.kzg_setup import KzgSetupError, load_kzg
     from services.protocol.erasure import ErasureCoding
-    from services.protocol.kzg import Kzg, KzgError
-    from services.protocol.plotting import chia_proofs_for_seed
+    from services.protocol.s_bucket_proofs import chia_proofs_for_seed
 
     try:
-        kzg = Kzg.dev() if kzg_params == "dev" else Kzg.from_file(kzg_params)
-    except KzgError as exc:
-        raise DaemonError(f"{exc} (pass --kzg-params PATH, or dev for a dev chain)") from None
-    return kzg, ErasureCoding(16), chia_proofs_for_seed()
+        kzg = load_kzg(kzg_params)
+    except KzgSetupError as exc:
+        raise DaemonError(f"{exc} (--kzg-params PATH|mainnet|dev)") from None
+    return kzg, ErasureCoding(16), chia_proofs_for_seed(backend)
 
 
 class PlotClientService(Daemon):
@@ -108,7 +111,9 @@ class PlotClientService(Daemon):
         await self._open_farms()
         self._reading_pool = ThreadPoolExecutor(cfg.farming_threads, thread_name_prefix="farming")
         self._local = LocalProver(kzg, erasure, proofs_for_seed, cfg.proving_threads)
-        self._scheduler = ProvingScheduler(self._local, self._submit, self.reward_address, cfg.proving_threads)
+        self._scheduler = ProvingScheduler(self._local, self._submit, self.reward_address,
+                                           workers=cfg.proving_threads + PROOF_SERVER_REQUESTS_IN_FLIGHT,
+                                           remote=ProofServers(self.bus))
         self._farming = [FarmFarming(ctx, self._reading_pool, self._scheduler) for ctx in self.farms]
         self._slot_sub = await self.bus.subscribe(SlotInfoBroadcast)
         self._reward_sub = await self.bus.subscribe(RewardSigningBroadcast)
@@ -188,7 +193,7 @@ class PlotClientService(Daemon):
         if self.bus is not None:
             await self.bus.close()
         if self._local is not None:
-            await asyncio.to_thread(self._local.executor.shutdown, True, cancel_futures=True)
+            await asyncio.to_thread(self._local.close)
         if self._reading_pool is not None:
             self._reading_pool.shutdown(wait=True)
         for context in self.farms:

@@ -40,8 +40,8 @@ class ProofServerConfig(RoleConfig, frozen=True, kw_only=True):
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backend", default="auto", metavar="auto|cpu|gpu", help="proving backend (default auto)")
     parser.add_argument("--concurrency", default=None, metavar="N", help="proofs computed in parallel")
-    parser.add_argument("--kzg-params", default=None, metavar="PATH|dev",
-                        help="KZG trusted setup (default: the mainnet setup; dev = the dev node's insecure one)")
+    parser.add_argument("--kzg-params", default=None, metavar="PATH|mainnet|dev",
+                        help="KZG trusted setup: mainnet (default, packaged), dev (the dev node's insecure one) or a file")
     parser.add_argument("--instance", metavar="NAME", help=f"instance name (default HOSTNAME-{ROLE})")
 
 

@@ -29,6 +29,7 @@ from services.bus.membership import Member, Membership
 from services.daemon import Daemon, DaemonError
 from services.proof_server.config import ProofServerConfig
 from services.proof_server.messages import ProveRequest, ProveResult
+from services.protocol.parallel import Workers
 from services.protocol.proving import ProvingError, prove_record
 from services.protocol.reading import ReadingError
 from services.protocol.solution import Solution
@@ -72,6 +73,9 @@ class ProofServerService(Daemon):
             load_proving_backend, cfg.kzg_params, self.backend
         )
         self._executor = ThreadPoolExecutor(self.concurrency, thread_name_prefix="prove")
+        cores = os.cpu_count() or 1
+        self._parts_pool = ThreadPoolExecutor(cores, thread_name_prefix="prove-parts")
+        self.workers = Workers(self._parts_pool, cores)  # NTTs and the witness MSM split over cores
         self.bus = await Bus.connect(list(cfg.nats_servers), name=f"proof-server-{cfg.instance}")
         self._service = await self.bus.serve(ProveRequest, self._on_prove, max_concurrency=SERVICE_CONCURRENCY)
         membership = await Membership.open(self.bus)
@@ -92,6 +96,7 @@ class ProofServerService(Daemon):
             await self.bus.close()
         if self._executor is not None:
             await asyncio.to_thread(self._executor.shutdown, True, cancel_futures=True)
+            self._parts_pool.shutdown(wait=True)
         self.log.info("proof-server stats", **self.stats)
 
     async def _on_prove(self, request: ProveRequest) -> ProveResult:
@@ -130,16 +135,17 @@ class ProofServerService(Daemon):
         if time.time() >= request.deadline:  # waited for a thread past the deadline: drop it
             return None
         return prove_record(request.record_data(), request.public_key, request.reward_address, request.sector_index,
-                            request.history_size, request.s_bucket, self.kzg, self.erasure, self.proofs_for_seed)
+                            request.history_size, request.s_bucket, self.kzg, self.erasure, self.proofs_for_seed,
+                            self.workers)
 
 
 def load_proving_backend(kzg_params: str | None, backend: str):  # noqa: ANN201 - (Kzg, ErasureCoding, ProofsForSeed)
+    from services.kzg_setup import KzgSetupError, load_kzg
     from services.protocol.erasure import ErasureCoding
-    from services.protocol.kzg import Kzg, KzgError
-    from services.protocol.plotting import chia_proofs_for_seed
+    from services.protocol.s_bucket_proofs import chia_proofs_for_seed
 
     try:
-        kzg = Kzg.dev() if kzg_params == "dev" else Kzg.from_file(kzg_params)
-    except KzgError as exc:
-        raise DaemonError(f"{exc} (pass --kzg-params PATH, or dev for a dev chain)") from None
+        kzg = load_kzg(kzg_params)
+    except KzgSetupError as exc:
+        raise DaemonError(f"{exc} (--kzg-params PATH|mainnet|dev)") from None
     return kzg, ErasureCoding(16), chia_proofs_for_seed(backend)

@@ -106,12 +106,12 @@ def test_growing_a_farm_keeps_its_sectors(tmp_path) -> None:
 @pytest.mark.slow
 def test_reproduce_accepted_solutions_through_the_farm(tmp_path) -> None:
     from services.protocol.erasure import ErasureCoding
-    from services.protocol.kzg import Kzg
+    from services.kzg_setup import load_kzg
     from services.protocol.plotting import chia_proofs_for_seed
     from services.protocol.proving import prove, resolve_candidates
     from shared_paths import require_mainnet_kzg
 
-    kzg = Kzg.from_file(require_mainnet_kzg())
+    kzg = load_kzg(str(require_mainnet_kzg()))
     erasure = ErasureCoding(16)
     proofs_for_seed = chia_proofs_for_seed("cpu")
     blocks = accepted_blocks()

@@ -1,10 +1,11 @@
 """Real cluster daemons for end-to-end tests: ``python -m services cluster ... <role>`` processes
-with their output in a log file, waited on by log line, stopped with SIGTERM.
+logging JSON lines into a file, waited on by log line, stopped with SIGTERM.
 
 Import as ``cluster_processes`` (tests/integration is on sys.path for its tests)."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -20,7 +21,7 @@ class ClusterProcess:
         self.name = name
         self.log_path = log_path
         self._log = open(log_path, "ab")
-        cmd = [sys.executable, "-m", "services", "cluster", "--nats-server", nats_url, *role_args]
+        cmd = [sys.executable, "-m", "services", "cluster", "--log-format", "json", "--nats-server", nats_url, *role_args]
         env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
         self.proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT)
 
@@ -31,6 +32,18 @@ class ClusterProcess:
 
     def tail(self, lines: int = 60) -> str:
         return f"--- {self.name} ({self.log_path}) ---\n" + "\n".join(self.text().splitlines()[-lines:])
+
+    def events(self, name: str) -> list[dict]:
+        """The JSON log records whose ``event`` is ``name``."""
+        found = []
+        for line in self.text().splitlines():
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(record, dict) and record.get("event") == name:
+                found.append(record)
+        return found
 
     def wait_for(self, needle: str, timeout: float) -> str:
         """The first log line containing ``needle``; fails if the process exits or time runs out."""

@@ -24,7 +24,7 @@ from official_farm import copy_farm, genesis_hash, params, vector_dir
 
 from services.node import dev_history
 from services.protocol.constants import REWARD_SIGNING_CONTEXT
-from services.protocol.kzg import Kzg
+from services.kzg_setup import load_kzg
 from services.protocol.segments import SegmentHeader
 from services.protocol.solution import Solution
 from services.protocol.sr25519 import schnorrkel
@@ -64,7 +64,7 @@ def _check_block(block: dict, node_dir: Path) -> None:
     )  # fmt: skip
     pot = dev_history.pot_output(genesis_hash(), block["slotNumber"])
     distance = verify_solution(solution, block["slotNumber"], VerifySolutionParams(pot, block["votingSolutionRange"], check),
-                               Kzg.from_file(require_mainnet_kzg()))
+                               load_kzg(str(require_mainnet_kzg())))
     assert distance == block["distance"]
     signature = bytes.fromhex(block["rewardSignature"])
     assert schnorrkel.verify(REWARD_SIGNING_CONTEXT, bytes.fromhex(block["hash"]), signature, solution.public_key)
@@ -72,7 +72,7 @@ def _check_block(block: dict, node_dir: Path) -> None:
     assert block in on_disk
 
 
-def _farm_official_copy(tmp_path: Path, template: Path, nats_url: str, with_proof_server: bool) -> tuple[dict, str]:
+def _farm_official_copy(tmp_path: Path, template: Path, nats_url: str, with_proof_server: bool) -> tuple[dict, dict]:
     farm = copy_farm(tmp_path / "farm")
     kzg = str(require_mainnet_kzg())
     node = DevNodeProcess(clone_data_dir(template, tmp_path / "node"), *official_chain_flags(),
@@ -108,20 +108,17 @@ def _farm_official_copy(tmp_path: Path, template: Path, nats_url: str, with_proo
         statuses["dev-node"] = node.terminate()
     assert set(statuses.values()) == {0}, statuses
     _check_block(block, node.data_dir)
-    return block, plot_client.text()
-
-
-def _final_stats(log_text: str) -> list[str]:
-    return [line for line in log_text.splitlines() if "farming stats" in line]
+    (stats,) = plot_client.events("farming stats")  # logged once per farm at shutdown
+    assert stats["farm_id"] == params()["farmId"] and stats["reward_signatures"] >= 1
+    assert stats["solutions_submitted"] >= 1 and stats["audits"] >= 1
+    return block, stats
 
 
 def test_official_farm_is_farmed_through_a_proof_server(tmp_path, official_chain_template, nats_server) -> None:
-    block, log_text = _farm_official_copy(tmp_path, official_chain_template, nats_server.url, with_proof_server=True)
-    stats = _final_stats(log_text)
-    assert len(stats) == 1 and "proofs_by_proof_server=0" not in stats[0], stats
+    block, stats = _farm_official_copy(tmp_path, official_chain_template, nats_server.url, with_proof_server=True)
+    assert stats["proofs_by_proof_server"] >= 1, stats
 
 
 def test_official_farm_is_farmed_with_local_proving(tmp_path, official_chain_template, nats_server) -> None:
-    block, log_text = _farm_official_copy(tmp_path, official_chain_template, nats_server.url, with_proof_server=False)
-    stats = _final_stats(log_text)
-    assert len(stats) == 1 and "proofs_by_proof_server=0" in stats[0] and "proofs_local=0" not in stats[0], stats
+    block, stats = _farm_official_copy(tmp_path, official_chain_template, nats_server.url, with_proof_server=False)
+    assert stats["proofs_by_proof_server"] == 0 and stats["proofs_local"] >= 1, stats

@@ -34,8 +34,9 @@ def test_proving_options(capsys, tmp_path) -> None:
     config = _dry_run(capsys, "--reward-address", ALICE, f"path={tmp_path},sectors=2", "--kzg-params", str(setup),
                       "--proving-threads", "2", "--farming-thread-pool-size", "8")
     assert config["kzg_params"] == str(setup) and config["proving_threads"] == 2 and config["farming_threads"] == 8
-    assert _dry_run(capsys, "--reward-address", ALICE, f"path={tmp_path},sectors=1", "--kzg-params", "dev")[
-        "kzg_params"] == "dev"
+    for keyword in ("dev", "mainnet"):
+        assert _dry_run(capsys, "--reward-address", ALICE, f"path={tmp_path},sectors=1", "--kzg-params", keyword)[
+            "kzg_params"] == keyword
 
 
 @pytest.mark.parametrize("args,needle", [
