@@ -16,6 +16,14 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
+def official_chain_flags() -> tuple[str, ...]:
+    """Dev-node flags of the chain the official farm was plotted on (vectors/official_farm/README.md):
+    the mainnet trusted setup and unsafe RPC (add a long ``--block-authoring-delay`` to farm it)."""
+    from shared_paths import require_mainnet_kzg
+
+    return ("--kzg-params", str(require_mainnet_kzg()), "--rpc-methods", "unsafe")
+
+
 class ClusterProcess:
     def __init__(self, name: str, nats_url: str, role_args: list[str], log_path: Path) -> None:
         self.name = name

@@ -13,16 +13,8 @@ for folder in (HERE.parent / "node", HERE.parent / "farm"):
     if str(folder) not in sys.path:
         sys.path.insert(0, str(folder))
 
+from cluster_processes import official_chain_flags  # noqa: E402
 from dev_node_process import archived_template  # noqa: E402
-
-from shared_paths import require_mainnet_kzg  # noqa: E402
-
-# The dev chain the official farm was plotted on (vectors/official_farm/README.md).
-OFFICIAL_CHAIN_ARCHIVE_FLAGS = ("--rpc-methods", "unsafe")
-
-
-def official_chain_flags() -> tuple[str, ...]:
-    return ("--kzg-params", str(require_mainnet_kzg()), *OFFICIAL_CHAIN_ARCHIVE_FLAGS)
 
 
 @pytest.fixture(scope="session")

@@ -17,8 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
-from cluster_processes import ClusterProcess
-from conftest import official_chain_flags
+from cluster_processes import ClusterProcess, official_chain_flags
 from dev_node_process import DevNodeProcess, call, clone_data_dir
 from official_farm import copy_farm, genesis_hash, params, vector_dir
 
