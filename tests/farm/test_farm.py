@@ -103,6 +103,19 @@ def test_growing_a_farm_keeps_its_sectors(tmp_path) -> None:
         assert farm.plotted_sectors() == [0, 1]
 
 
+def test_a_farm_sized_with_a_piece_cache_keeps_its_info(tmp_path) -> None:
+    """The official ``farm`` command sizes farms with a piece cache (1 % by default): at the cluster
+    farmer's 0 % its allocatedSpace would give more sectors than the plot file holds."""
+    path = copy_farm(tmp_path / "farm")
+    info = FarmInfo.from_json_bytes((path / "single_disk_farm.json").read_bytes())
+    roomy = FarmInfo(info.farm_id, info.genesis_hash, info.public_key, 4, info.allocated_space + 5_000_000)
+    assert space_distribution(roomy.allocated_space, 4).target_sector_count == 3
+    (path / "single_disk_farm.json").write_bytes(roomy.to_json_bytes())
+    with _open(path, sectors=2) as farm:
+        assert farm.plotted_sectors() == [0, 1]
+    assert (path / "single_disk_farm.json").read_bytes() == roomy.to_json_bytes()
+
+
 @pytest.mark.slow
 def test_reproduce_accepted_solutions_through_the_farm(tmp_path) -> None:
     from services.protocol.erasure import ErasureCoding

@@ -39,8 +39,19 @@ def _request(farm: Farm, block: dict, deadline: float) -> ProveRequest:
                               s_bucket=candidate.s_bucket)
 
 
-async def test_proof_server_over_the_bus(tmp_path, nats_server) -> None:
-    config = ProofServerConfig(nats_servers=(nats_server.url,), instance="ps-test", backend="cpu", concurrency=1,
+def _gpu_missing() -> bool:
+    from services.protocol.pos import available_backends
+
+    return "gpu" not in available_backends()
+
+
+@pytest.mark.parametrize("backend", [
+    "cpu",
+    pytest.param("gpu", marks=[pytest.mark.gpu, pytest.mark.skipif(
+        "_gpu_missing()", reason="no CUDA GPU visible to cupy (or cupy not installed): GPU proving NOT checked")]),
+])
+async def test_proof_server_over_the_bus(tmp_path, nats_server, backend: str) -> None:
+    config = ProofServerConfig(nats_servers=(nats_server.url,), instance="ps-test", backend=backend, concurrency=1,
                                kzg_params=str(require_mainnet_kzg()))
     service = ProofServerService(config)
     farm = Farm.open(copy_farm(tmp_path / "farm"), sectors=2, genesis_hash=genesis_hash(), max_pieces_in_sector=4)
@@ -64,7 +75,7 @@ async def test_proof_server_over_the_bus(tmp_path, nats_server) -> None:
         error = await bus.request(broken, timeout=60, retries=0)
         assert error.solution is None and "record data must be" in error.error
         assert service.stats["proved"] == 1 and service.stats["busy"] == 1 and service.stats["expired"] == 1
-        assert service.stats["failed"] == 1
+        assert service.stats["failed"] == 1 and service.backend == backend
     finally:
         await bus.close()
         await service.stop()
