@@ -3,9 +3,10 @@
 The record's data is read off the farm here (cheap: no PoS work) and sent with the slot's
 deadline; the proof-server does the rest. Any proof-server of the queue group may answer. A
 ``busy`` answer is retried (the queue group then picks a member at random, so another one is
-likely reached); no responders, a timeout, ``expired`` or repeated ``busy`` mean "prove locally"
-(:class:`~services.plot_client.proving.RemoteUnavailable`); ``error`` means the record's data is
-bad (a ``ProvingError``, as if proving had failed here).
+likely reached); no responders, a timeout, ``expired``, repeated ``busy`` and ``error`` all mean
+"prove locally" (:class:`~services.plot_client.proving.RemoteUnavailable`): a sector is marked
+for replotting only when proving fails here too, so a misbehaving proof-server cannot make a
+plot-client give up its sectors.
 """
 
 from __future__ import annotations
@@ -61,8 +62,8 @@ class ProofServers:
                 continue
             if result.expired:
                 raise RemoteUnavailable("the proof-server found the deadline passed")
-            if result.error is not None:
-                raise ProvingError(f"sector {metadata.sector_index} (proof-server): {result.error}")
+            if result.error is not None:  # confirmed locally before the sector is given up
+                raise RemoteUnavailable(f"a proof-server could not prove the record: {result.error}")
             solution = result.decoded()
             expected = (farm.public_key, reward_address, metadata.sector_index, metadata.history_size,
                         candidate.piece_offset, record.metadata.commitment, record.metadata.witness)

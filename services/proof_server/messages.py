@@ -10,8 +10,8 @@ queue group ``subspace.proof-server``, so each is handled by one of the proof-se
 The answer says why there is no solution when there is none: ``busy`` (all of this server's
 proving slots are taken: try again, another member of the queue group may be free), ``expired``
 (the deadline had passed when the request came up; it was not worked on), or ``error`` (the
-record's data cannot be proven: a corrupt sector, which the plot-client schedules for
-replotting).
+record's data cannot be proven: a corrupt sector, or data this proof-server misreads; the
+plot-client proves it locally and schedules the sector for replotting only if that fails too).
 """
 
 from __future__ import annotations
