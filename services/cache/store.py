@@ -42,7 +42,7 @@ import struct
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 import xxhash
@@ -61,8 +61,6 @@ KIND_PUT = 1
 KIND_REMOVE = 2
 MAX_PIECE_INDEX = (1 << 31) - 1  # direct map limit: 2^31 pieces = 2 PiB of history
 DEFAULT_DISK_FRACTION = 0.9
-_RECORD_DTYPE = np.dtype([("kind", "u1"), ("pad", "V3"), ("slot", "<u4"), ("index", "<u8"),
-                          ("checksum", "V16"), ("check", "<u8")])
 
 
 class StoreError(Exception):
@@ -78,12 +76,45 @@ def piece_checksum(data: bytes | bytearray | memoryview) -> bytes:
     return xxhash.xxh3_128_digest(data)
 
 
-def _record(kind: int, slot: int, piece_index: int, checksum: bytes) -> bytes:
+def log_record(kind: int, slot: int, piece_index: int, checksum: bytes) -> bytes:
     body = _BODY.pack(kind, slot, piece_index, checksum)
     return body + xxhash.xxh3_64_digest(body)
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
+@dataclass
+class OpenReport:
+    """What :class:`PieceStore` found when it opened its directory."""
+
+    records: int = 0
+    bad_records: int = 0
+    torn_bytes: int = 0
+    pieces: int = 0
+    compacted: bool = False
+
+
+def read_log(path: Path, report: OpenReport) -> Iterator[tuple[int, int, int, bytes]]:
+    """Valid ``(kind, slot, piece_index, checksum)`` records of an index log, in order; bad
+    records (checksum, kind or index out of range) and a torn tail are counted in ``report``."""
+    raw = path.read_bytes() if path.exists() else b""
+    if raw and raw[: len(LOG_HEADER)] != LOG_HEADER:
+        raise StoreError(f"{path} is not a piece index log (bad header)")
+    body = memoryview(raw)[len(LOG_HEADER):]
+    whole = len(body) // RECORD_SIZE * RECORD_SIZE
+    report.torn_bytes = len(body) - whole
+    report.records = whole // RECORD_SIZE
+    for start in range(0, whole, RECORD_SIZE):
+        record = body[start:start + RECORD_SIZE]
+        if xxhash.xxh3_64_digest(record[:_BODY.size]) != record[_BODY.size:]:
+            report.bad_records += 1
+            continue
+        kind, slot, index, checksum = _BODY.unpack(record[:_BODY.size])
+        if index > MAX_PIECE_INDEX or kind not in (KIND_PUT, KIND_REMOVE):
+            report.bad_records += 1
+            continue
+        yield kind, slot, index, checksum
+
+
+def atomic_write(path: Path, data: bytes) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     with open(tmp, "wb") as f:
         f.write(data)
@@ -99,17 +130,6 @@ def _fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
-
-
-@dataclass
-class OpenReport:
-    """What :class:`PieceStore` found when it opened its directory."""
-
-    records: int = 0
-    bad_records: int = 0
-    torn_bytes: int = 0
-    pieces: int = 0
-    compacted: bool = False
 
 
 @dataclass
@@ -195,13 +215,13 @@ class PieceStore:
                 raise StoreError(
                     f"piece store {self.path} holds {stored} slots ({stored * PIECE_SIZE / 2**30:.1f} GiB); "
                     f"shrinking it to {capacity} is not supported: give size= of at least that, or use a new directory")
-            _atomic_write(meta_path, json.dumps({"format": FORMAT_VERSION, "slots": capacity}).encode())
+            atomic_write(meta_path, json.dumps({"format": FORMAT_VERSION, "slots": capacity}).encode())
             return capacity
         if capacity is None:
             capacity = default_capacity(self.path)
         if capacity < 1:
             raise StoreError(f"piece store {self.path}: size must hold at least one piece ({PIECE_SIZE} bytes)")
-        _atomic_write(meta_path, json.dumps({"format": FORMAT_VERSION, "slots": capacity}).encode())
+        atomic_write(meta_path, json.dumps({"format": FORMAT_VERSION, "slots": capacity}).encode())
         return capacity
 
     def _open_data(self) -> int:
@@ -215,34 +235,18 @@ class PieceStore:
         return fd
 
     def _replay_log(self) -> OpenReport:
-        report = OpenReport()
         path = self.path / LOG_FILE
-        raw = path.read_bytes() if path.exists() else b""
-        if raw and raw[: len(LOG_HEADER)] != LOG_HEADER:
-            raise StoreError(f"piece store {self.path}: {LOG_FILE} is not a piece index log (bad header)")
-        body = raw[len(LOG_HEADER):]
-        whole = len(body) // RECORD_SIZE * RECORD_SIZE
-        report.torn_bytes = len(body) - whole
-        records = np.frombuffer(body[:whole], dtype=_RECORD_DTYPE)
-        report.records = len(records)
-        for n in range(len(records)):
-            start = n * RECORD_SIZE
-            if xxhash.xxh3_64_digest(body[start:start + _BODY.size]) != body[start + _BODY.size:start + RECORD_SIZE]:
+        report = OpenReport()
+        for kind, slot, index, checksum in read_log(path, report):
+            if slot >= self.capacity:
                 report.bad_records += 1
-                continue
-            kind, slot, index = int(records["kind"][n]), int(records["slot"][n]), int(records["index"][n])
-            if slot >= self.capacity or index > MAX_PIECE_INDEX or kind not in (KIND_PUT, KIND_REMOVE):
-                report.bad_records += 1
-                continue
-            if kind == KIND_PUT:
-                self._map(slot, index, np.frombuffer(records["checksum"][n].tobytes(), dtype=np.uint8))
+            elif kind == KIND_PUT:
+                self._map(slot, index, np.frombuffer(checksum, dtype=np.uint8))
             else:
                 self._unmap_slot(slot)
         report.pieces = self._count
         self._log_records = report.records
-        needs_compaction = (report.bad_records or report.torn_bytes or not raw
-                            or report.records > 2 * self._count + 4096)
-        if needs_compaction:
+        if report.bad_records or report.torn_bytes or not path.exists() or report.records > 2 * self._count + 4096:
             self._rewrite_log()
             report.compacted = True
         self._log = open(path, "ab", buffering=0)
@@ -252,8 +256,8 @@ class PieceStore:
         slots = np.flatnonzero(self._slot_piece >= 0)
         parts = [LOG_HEADER]
         for slot in slots:
-            parts.append(_record(KIND_PUT, int(slot), int(self._slot_piece[slot]), self._slot_sum[slot].tobytes()))
-        _atomic_write(self.path / LOG_FILE, b"".join(parts))
+            parts.append(log_record(KIND_PUT, int(slot), int(self._slot_piece[slot]), self._slot_sum[slot].tobytes()))
+        atomic_write(self.path / LOG_FILE, b"".join(parts))
         self._log_records = len(slots)
 
     # ---- index (lock held)
@@ -356,7 +360,7 @@ class PieceStore:
                 self._unmap_slot(slot)
                 self._free.append(slot)
                 self.corrupt += 1
-                self._append([_record(KIND_REMOVE, slot, int(piece_index), expected)])
+                self._append([log_record(KIND_REMOVE, slot, int(piece_index), expected)])
         return False
 
     def get(self, piece_index: int) -> bytes | None:
@@ -406,7 +410,7 @@ class PieceStore:
                     if os.pwrite(self._data_fd, view, slot * PIECE_SIZE) != PIECE_SIZE:
                         raise OSError("short write")
                 os.fdatasync(self._data_fd)
-                self._append([_record(KIND_PUT, s, i, c) for s, (i, _), c in zip(slots, batch, sums)])
+                self._append([log_record(KIND_PUT, s, i, c) for s, (i, _), c in zip(slots, batch, sums)])
             except OSError as exc:
                 self._free.extend(slots)
                 raise StoreError(f"piece store {self.path}: write failed: {exc}") from None
@@ -423,7 +427,7 @@ class PieceStore:
         self._remove_slots([int(s) for s in victims])
 
     def _remove_slots(self, slots: list[int]) -> None:
-        records = [_record(KIND_REMOVE, s, int(self._slot_piece[s]), self._slot_sum[s].tobytes()) for s in slots]
+        records = [log_record(KIND_REMOVE, s, int(self._slot_piece[s]), self._slot_sum[s].tobytes()) for s in slots]
         for slot in slots:
             if self._unmap_slot(slot):
                 self._free.append(slot)

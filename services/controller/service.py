@@ -10,8 +10,11 @@ proxies between them:
                          signatures (``subspace.controller.reward-signature``) -> node at once
                          (the node waits only 500 ms);
 * node archived segment headers -> ``subspace.controller.archived-segment-header`` broadcast,
-                         then acknowledged to the node (acknowledging is the controller's job in
-                         cluster mode);
+                         then acknowledged to the node once the live caches of its groups hold
+                         the segment's pieces (at most ``ACK_WAIT_S``, inside the node's 2-minute
+                         window; acknowledging is the controller's job in cluster mode);
+* ``find-piece(s)-in-cache``: which live cache holds which piece, with its TCP endpoint
+  (:mod:`services.controller.caches`);
 * requests: farmer app info, segment headers (answered from a local cache of the immutable
   headers, filled from the node) and pieces (the node's ``subspace_piece``; a dev node's
   ``dev_piece`` for older history, as there is no DSN here yet).
@@ -27,8 +30,13 @@ import time
 from services.bus.client import Bus
 from services.bus.membership import Member, Membership
 from services.bus.message import check_token
+from services.controller.caches import CacheDirectory
 from services.controller.messages import (
+    ANY_CACHE_GROUP,
     ArchivedSegmentHeaderBroadcast,
+    FindPieceInCacheRequest,
+    FindPiecesInCacheRequest,
+    PieceLocationResult,
     FarmerAppInfoRequest,
     FarmerAppInfoResult,
     CacheIdentify,
@@ -56,6 +64,7 @@ from services.protocol.pieces import Piece
 from services.protocol.segments import SegmentHeader
 
 NODE_CONNECT_TIMEOUT_S = 60.0
+ACK_WAIT_S = 110.0  # the node's archiver waits 120 s for acknowledgements (spec 05 §3)
 
 
 def _version() -> str:
@@ -82,6 +91,7 @@ class ControllerService(Daemon):
         self._dev_piece_supported: bool | None = None
         self._tmp_dir: str | None = None
         self._membership = None
+        self._caches: CacheDirectory | None = None
         self._metrics_server = None
         self.stats: dict[str, int] = {
             "slots": 0,
@@ -90,6 +100,7 @@ class ControllerService(Daemon):
             "reward_signing": 0,
             "reward_signatures": 0,
             "segments": 0,
+            "segments_acknowledged_before_caches": 0,
         }
 
     # ---- lifecycle
@@ -119,7 +130,16 @@ class ControllerService(Daemon):
             await bus.serve(SolutionNotification, self._on_solution, instance=self.instance, queue_group=self.instance),
             await bus.serve(RewardSignatureNotification, self._on_reward_signature),
         ]
-        await self._register_membership()
+        membership = await self._register_membership()
+        self._caches = CacheDirectory(bus, cfg.cache_groups)
+        await self._caches.start(membership)
+        for group in (*cfg.cache_groups, ANY_CACHE_GROUP):
+            self._services += [
+                await bus.serve(FindPieceInCacheRequest, self._on_find_piece(group), instance=group,
+                                max_concurrency=cfg.service_instances),
+                await bus.serve(FindPiecesInCacheRequest, self._on_find_pieces(group), instance=group,
+                                max_concurrency=cfg.service_instances),
+            ]
         # Ask farmers and caches to identify themselves now (spec 06 §3) rather than in 30 s.
         await bus.broadcast(FarmerIdentify())
         for group in cfg.cache_groups:
@@ -155,7 +175,7 @@ class ControllerService(Daemon):
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
 
-    async def _register_membership(self) -> None:
+    async def _register_membership(self) -> Membership:
         assert self.bus is not None
         membership = await Membership.open(self.bus)
         self._membership = await membership.register(
@@ -167,6 +187,7 @@ class ControllerService(Daemon):
                 version=_version(),
             )
         )
+        return membership
 
     async def run(self) -> None:
         self.spawn(self._forward_slots(), fatal=True)
@@ -176,6 +197,8 @@ class ControllerService(Daemon):
 
     async def stop(self) -> None:
         await self.cancel_tasks()
+        if self._caches is not None:
+            await self._caches.stop()
         if self._membership is not None:
             try:
                 await self._membership.stop()
@@ -213,11 +236,25 @@ class ControllerService(Daemon):
             await self.bus.broadcast(
                 ArchivedSegmentHeaderBroadcast.build(header), dedup_id=archived_segment_dedup_id(header.segment_index)
             )
+            await self._wait_for_caches(header.segment_index)
             try:
                 await self.node.acknowledge_archived_segment_header(header.segment_index)
             except (RpcError, RpcConnectionError) as exc:
                 self.log.warning("segment acknowledgement failed", segment_index=header.segment_index, error=str(exc))
             self.log.info("archived segment announced", segment_index=header.segment_index)
+
+    async def _wait_for_caches(self, segment_index: int) -> None:
+        """Hold the acknowledgement until the caches hold the segment (bounded by ACK_WAIT_S)."""
+        assert self._caches is not None
+        started = time.monotonic()
+        reported, missing = await self._caches.wait_segment_held(segment_index, ACK_WAIT_S)
+        waited = round(time.monotonic() - started, 2)
+        if missing:
+            self.stats["segments_acknowledged_before_caches"] += 1
+            self.log.warning("acknowledging segment before every cache holds it", segment_index=segment_index,
+                             missing=missing, waited_s=waited)
+        elif reported:
+            self.log.info("caches hold the segment", segment_index=segment_index, caches=reported, waited_s=waited)
 
     # ---- cluster -> node
 
@@ -282,6 +319,22 @@ class ControllerService(Daemon):
             piece = await self._get_piece(index)
             if piece is not None:
                 yield PieceItem(piece_index=index, piece=bytes(piece))
+
+    def _on_find_piece(self, group: str):  # noqa: ANN202 - handler for one cache group
+        async def handler(msg: FindPieceInCacheRequest) -> PieceLocationResult:
+            assert self._caches is not None
+            found = await self._caches.locate([msg.piece_index], group)
+            return PieceLocationResult(location=found[0] if found else None)
+
+        return handler
+
+    def _on_find_pieces(self, group: str):  # noqa: ANN202 - handler for one cache group
+        async def handler(msg: FindPiecesInCacheRequest):  # noqa: ANN202 - async generator
+            assert self._caches is not None
+            for location in await self._caches.locate(list(msg.piece_indices), group):
+                yield location
+
+        return handler
 
     async def _get_piece(self, piece_index: int) -> Piece | None:
         """The node's ``subspace_piece``; a dev node's ``dev_piece`` for older history."""

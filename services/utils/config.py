@@ -85,10 +85,20 @@ class ExportPieceConfig(JsonConfig, frozen=True, kw_only=True):
     node_ws_url: str = "ws://127.0.0.1:9944"
     output_dir: str = DEFAULT_EXPORT_DIR
     kzg_params: str | None = None
-    first_segment: int = 0
+    first_segment: int | None = None  # None: resume after the last exported segment
     last_segment: int | None = None
     log_level: str = "info"
     json_logs: bool = False
+
+
+def parse_kzg_setting(value: str | None) -> str | None:
+    """``--kzg-params``: ``dev`` (the dev node's insecure setup), a readable file, or None
+    (default: the command decides, see its help)."""
+    if value is None or not value.strip():
+        return None
+    if value.strip().lower() == "dev":
+        return "dev"
+    return check_file(value, "--kzg-params")
 
 
 def add_reinitialization_cache_arguments(parser: argparse.ArgumentParser) -> None:
@@ -108,7 +118,8 @@ def add_sharded_cache_benchmark_arguments(parser: argparse.ArgumentParser) -> No
 
 def add_verify_piece_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cache-group", default=None, metavar="NAME", help="cache group (default: all)")
-    parser.add_argument("--kzg-params", default=None, metavar="PATH", help="trusted setup file")
+    parser.add_argument("--kzg-params", default=None, metavar="PATH|dev",
+                        help="trusted setup (default: the mainnet parameters; dev: the dev node's)")
 
 
 def _need_nats(command: str, common: CommonArgs) -> None:
@@ -145,7 +156,7 @@ def verify_piece_from_args(args, common: CommonArgs, dry_run: bool) -> VerifyPie
     return VerifyPieceConfig(
         nats_servers=common.nats_servers, log_level=common.log_level, json_logs=common.json_logs,
         cache_group=parse_optional_cache_group(args.cache_group),
-        kzg_params=check_file(args.kzg_params, "--kzg-params") if args.kzg_params else None,
+        kzg_params=parse_kzg_setting(args.kzg_params),
     )
 
 
@@ -174,8 +185,10 @@ def add_export_piece_arguments(parser: argparse.ArgumentParser) -> None:
                         help="node RPC URL (default: $NODE_URL, else http://127.0.0.1:9944)")
     parser.add_argument("--output", "-o", default=DEFAULT_EXPORT_DIR, metavar="DIR",
                         help=f"output directory (default ./{DEFAULT_EXPORT_DIR})")
-    parser.add_argument("--kzg-params", default=None, metavar="PATH", help="trusted setup file (mainnet parameters)")
-    parser.add_argument("--first-segment", default="0", metavar="N", help="first segment index to export")
+    parser.add_argument("--kzg-params", default=None, metavar="PATH|dev",
+                        help="trusted setup (default: the dev setup for a dev node, else the mainnet parameters)")
+    parser.add_argument("--first-segment", default=None, metavar="N",
+                        help="re-export from this segment (earlier exported segments are kept; default: resume)")
     parser.add_argument("--last-segment", default=None, metavar="N", help="last segment index (default: newest)")
 
 
@@ -183,13 +196,13 @@ def export_piece_from_args(args, dry_run: bool, log_level: str = "info", json_lo
                            environ: dict | None = None) -> ExportPieceConfig:
     env = os.environ if environ is None else environ
     url = args.node_url or env.get("NODE_URL") or "http://127.0.0.1:9944"
-    first = parse_int(args.first_segment, "--first-segment", minimum=0)
-    last = None if args.last_segment is None else parse_int(args.last_segment, "--last-segment", minimum=first)
+    first = None if args.first_segment is None else parse_int(args.first_segment, "--first-segment", minimum=0)
+    last = None if args.last_segment is None else parse_int(args.last_segment, "--last-segment", minimum=first or 0)
     return ExportPieceConfig(
         node_url=parse_node_rpc_url(url),
         node_ws_url=node_ws_url(url),
         output_dir=check_directory(args.output, "export output directory", create=not dry_run),
-        kzg_params=check_file(args.kzg_params, "--kzg-params") if args.kzg_params else None,
+        kzg_params=parse_kzg_setting(args.kzg_params),
         first_segment=first,
         last_segment=last,
         log_level=parse_log_level(log_level),
