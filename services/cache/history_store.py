@@ -12,14 +12,14 @@ logs beside them::
     segments/NNNNNNNNNN.pieces   256 pieces back to back (written to a temp name, then renamed)
     archiver.state           exporter's archiver state after the last complete segment (resume)
     verified.log             index-log records (``services.cache.store`` format): piece index
-                             + xxh3-128 of bytes that passed the segment-commitment check,
+                             + BLAKE3 of bytes that passed the segment-commitment check,
                              or a "remove" record for a piece found bad
 
 On open, the verified records are replayed (no piece data is read); pieces without a record are
 "unverified" and are not served until the owner checks them (:meth:`unverified`,
 :meth:`mark_verified`). Every read recomputes the checksum, so a piece damaged on disk after it
 was verified is dropped (``corrupt`` counter) and never served; :meth:`write_piece` repairs it.
-Memory: 17 bytes per piece of history.
+Memory: 33 bytes per piece of history.
 """
 
 from __future__ import annotations
@@ -112,7 +112,7 @@ class HistoryStore:
             write_headers(headers_path, self.headers)  # drop a torn last line before appending
         self.segments = self._complete_segments()
         self._state = np.zeros(self.segments * NUM_PIECES, dtype=np.uint8)
-        self._sums = np.zeros((self.segments * NUM_PIECES, 16), dtype=np.uint8)
+        self._sums = np.zeros((self.segments * NUM_PIECES, 32), dtype=np.uint8)
         self.corrupt = 0
         self.report = OpenReport()
         log_path = self.path / VERIFIED_LOG
@@ -144,7 +144,7 @@ class HistoryStore:
         for index in np.flatnonzero(self._state == VERIFIED):
             parts.append(log_record(KIND_PUT, 0, int(index), self._sums[index].tobytes()))
         for index in np.flatnonzero(self._state == BAD):
-            parts.append(log_record(KIND_REMOVE, 0, int(index), bytes(16)))
+            parts.append(log_record(KIND_REMOVE, 0, int(index), bytes(32)))
         atomic_write(self.path / VERIFIED_LOG, b"".join(parts))
 
     # ---- queries
@@ -221,7 +221,7 @@ class HistoryStore:
 
     # ---- writes
 
-    def _mark(self, index: int, state: int, checksum: bytes = bytes(16)) -> bytes:
+    def _mark(self, index: int, state: int, checksum: bytes = bytes(32)) -> bytes:
         self._state[index] = state
         if state == VERIFIED:
             self._sums[index] = np.frombuffer(checksum, dtype=np.uint8)
@@ -231,7 +231,7 @@ class HistoryStore:
         """Record checks: ``(piece_index, checksum of the bytes that passed)`` or
         ``(piece_index, None)`` for a piece that failed."""
         with self._lock:
-            records = [self._mark(int(i), VERIFIED if c is not None else BAD, c or bytes(16)) for i, c in results]
+            records = [self._mark(int(i), VERIFIED if c is not None else BAD, c or bytes(32)) for i, c in results]
             if records:
                 self._log.write(b"".join(records))
                 os.fdatasync(self._log.fileno())
@@ -272,7 +272,7 @@ class HistoryStore:
             self.headers.append(header)
             self.segments += 1
             self._state = np.concatenate([self._state, np.zeros(NUM_PIECES, dtype=np.uint8)])
-            self._sums = np.concatenate([self._sums, np.zeros((NUM_PIECES, 16), dtype=np.uint8)])
+            self._sums = np.concatenate([self._sums, np.zeros((NUM_PIECES, 32), dtype=np.uint8)])
         if verified:
             first = header.segment_index * NUM_PIECES
             self.mark_verified((first + k, piece_checksum(p)) for k, p in enumerate(pieces))

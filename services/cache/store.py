@@ -10,9 +10,9 @@ Directory layout (``PieceStore(path)``)::
 
     store.json   {"format": 1, "slots": N}           written once (atomically), grown on demand
     pieces.dat   N * PIECE_SIZE bytes (sparse until written)
-    index.log    32-byte header, then 40-byte records:
-                 u8 kind (1 put, 2 remove) | 3 pad | u32 slot | u64 piece index | 16 B xxh3-128
-                 of the piece | u64 xxh3-64 of the previous 32 bytes
+    index.log    32-byte header, then 56-byte records:
+                 u8 kind (1 put, 2 remove) | 3 pad | u32 slot | u64 piece index | 32 B BLAKE3
+                 of the piece | u64 xxh3-64 of the previous 48 bytes
 
 Write path (``put_many``): pieces are written to free slots, the data file is ``fdatasync``\\ ed,
 then the records are appended and the log is ``fdatasync``\\ ed; only then does ``put_many``
@@ -20,14 +20,14 @@ return, so an acknowledged piece survives any crash. A crash in between leaves a
 slot (free again on restart) or, when a slot was being reused, a record whose piece checksum no
 longer matches the bytes, which the read path rejects.
 
-Read path (``read_into`` / ``get``): every read recomputes the piece's xxh3-128 and compares it
+Read path (``read_into`` / ``get``): every read recomputes the piece's BLAKE3 and compares it
 with the index; a mismatch drops the piece from the index (``corrupt`` counter) and the caller
 sees "missing", so corrupt data is never served and gets refetched. ``scrub()`` checks every
 stored piece the same way (run at start, in the background, with progress).
 
-Memory is bounded and proportional to the store: per slot 8 B piece index + 16 B checksum + 8 B
-access stamp, plus a 4 B direct map per piece index of history (``slot_of[piece_index]``), i.e.
-about 38 MiB for a 1 TiB store on a 1.5 TiB history.
+Memory is bounded and proportional to the store: per slot 8 B piece index + 32 B digest + 8 B
+access stamp + 4 B free-slot stack, plus a 4 B direct map per piece index of history
+(``slot_of[piece_index]``), i.e. about 56 MiB for a 1 TiB store on a 1.5 TiB history.
 
 Thread safety: all methods may be called from several threads (the asyncio services call them
 through ``asyncio.to_thread``); index changes and log appends are serialised by one lock.
@@ -46,6 +46,7 @@ from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 import xxhash
+import blake3
 
 from services.protocol.constants import PIECE_SIZE
 
@@ -55,7 +56,7 @@ DATA_FILE = "pieces.dat"
 LOG_FILE = "index.log"
 LOG_MAGIC = b"autonomys-pcache"  # 16 bytes
 LOG_HEADER = LOG_MAGIC + struct.pack("<I", FORMAT_VERSION) + bytes(12)  # 32 bytes
-_BODY = struct.Struct("<B3xIQ16s")  # 32 bytes
+_BODY = struct.Struct("<B3xIQ32s")  # 48 bytes
 RECORD_SIZE = _BODY.size + 8
 KIND_PUT = 1
 KIND_REMOVE = 2
@@ -72,8 +73,9 @@ class StoreFull(StoreError):
 
 
 def piece_checksum(data: bytes | bytearray | memoryview) -> bytes:
-    """16-byte xxh3-128 of a piece (integrity against disk and transport errors, not forgery)."""
-    return xxhash.xxh3_128_digest(data)
+    """BLAKE3 of a piece: checked on every read, and sent as the data plane's payload digest
+    (``services.p2p`` checks BLAKE3), so a piece is hashed once per serve."""
+    return blake3.blake3(data).digest()
 
 
 def log_record(kind: int, slot: int, piece_index: int, checksum: bytes) -> bytes:
@@ -185,7 +187,7 @@ class PieceStore:
         self.capacity = self._open_meta(capacity)
         self._data_fd = self._open_data()
         self._slot_piece = np.full(self.capacity, -1, dtype=np.int64)
-        self._slot_sum = np.zeros((self.capacity, 16), dtype=np.uint8)
+        self._slot_sum = np.zeros((self.capacity, 32), dtype=np.uint8)
         self._slot_used = np.zeros(self.capacity, dtype=np.uint64)  # access stamp (LRU)
         self._slot_of = np.full(1024, -1, dtype=np.int32)
         self._clock = 0
