@@ -202,18 +202,27 @@ class HistoryStore:
 
     def read_into(self, piece_index: int, buffer: memoryview | bytearray) -> bool:
         """A verified piece into ``buffer`` after re-checking its checksum (False if not held)."""
+        return self._read_checked(piece_index, buffer) is not None
+
+    def read_piece(self, piece_index: int) -> tuple[bytearray, bytes] | None:
+        """``(fresh buffer with the piece, its BLAKE3)`` after checking it, or None."""
+        buffer = bytearray(PIECE_SIZE)
+        digest = self._read_checked(piece_index, buffer)
+        return None if digest is None else (buffer, digest)
+
+    def _read_checked(self, piece_index: int, buffer: memoryview | bytearray) -> bytes | None:
         index = int(piece_index)
         with self._lock:
             if not 0 <= index < len(self._state) or self._state[index] != VERIFIED:
-                return False
+                return None
             expected = self._sums[index].tobytes()
         if self.read_raw(index, buffer) and piece_checksum(memoryview(buffer).cast("B")) == expected:
-            return True
+            return expected
         with self._lock:
             if self._state[index] == VERIFIED and self._sums[index].tobytes() == expected:
-                self._mark(index, BAD)
+                self.mark_verified([(index, None)])
                 self.corrupt += 1
-        return False
+        return None
 
     def get(self, piece_index: int) -> bytes | None:
         buffer = bytearray(PIECE_SIZE)

@@ -17,9 +17,9 @@ Cache membership records (``services.bus.membership``): role ``sharded-cache`` o
 ``full-piece-sharded-cache``, ``endpoints = ["tcp://HOST:PORT"]`` (the data plane), labels
 ``{"cache_group": ...}``, and the capacity fields in :data:`CAPACITY_FIELDS`.
 
-Bulk piece bytes never travel over NATS here: pieces are fetched over TCP (see
-:data:`P2P_GET_PIECES` in this module and :mod:`services.cache.getter`); the controller's
-``subspace.controller.pieces`` stream is only the last resort.
+Bulk piece bytes never travel over NATS here: pieces are fetched over TCP (:class:`GetPieces`,
+:mod:`services.cache.getter`); the controller's ``subspace.controller.pieces`` stream is only
+the last resort.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from __future__ import annotations
 import msgspec
 
 from services.bus.message import Message
+from services.p2p.message import Request
 
 SHARDED_CACHE_ROLE = "sharded-cache"
 FULL_PIECE_CACHE_ROLE = "full-piece-sharded-cache"
@@ -134,6 +135,19 @@ class CacheReinitializeConfirmation(Message):
     detail: str = ""
 
 
-# ---- TCP data plane request kinds (the frames themselves are services.p2p's)
+# ---- TCP data plane (services.p2p): what every cache and the plot-server's priority cache serve
 
-P2P_GET_PIECES = "cache.get-pieces"  # piece indices -> (index, found, checksum, bytes) per index
+
+class GetPieces(Request):
+    """Bulk: the requested pieces the server holds (each checked against its stored digest just
+    before sending, sent with that BLAKE3 digest), ``Missing`` for the others."""
+
+    method = "cache.get-pieces"
+    bulk = True
+    piece_indices: list[int]
+
+    def expected_keys(self) -> list[int]:
+        return self.piece_indices
+
+
+MAX_PIECES_PER_REQUEST = 4096

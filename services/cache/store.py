@@ -340,13 +340,22 @@ class PieceStore:
     def read_into(self, piece_index: int, buffer: memoryview | bytearray) -> bool:
         """Read a piece into ``buffer`` (PIECE_SIZE bytes) after checking it; False if the piece
         is not held or its bytes are corrupt (then it is dropped from the index)."""
+        return self._read_checked(piece_index, buffer) is not None
+
+    def read_piece(self, piece_index: int) -> tuple[bytearray, bytes] | None:
+        """``(fresh buffer with the piece, its BLAKE3)`` after checking it, or None."""
+        buffer = bytearray(PIECE_SIZE)
+        digest = self._read_checked(piece_index, buffer)
+        return None if digest is None else (buffer, digest)
+
+    def _read_checked(self, piece_index: int, buffer: memoryview | bytearray) -> bytes | None:
         view = memoryview(buffer).cast("B")
         if len(view) != PIECE_SIZE:
             raise ValueError(f"read buffer must be {PIECE_SIZE} bytes, got {len(view)}")
         with self._lock:
             slot = self._slot(int(piece_index))
             if slot < 0:
-                return False
+                return None
             expected = self._slot_sum[slot].tobytes()
             self._clock += 1
             self._slot_used[slot] = self._clock
@@ -356,14 +365,14 @@ class PieceStore:
             got = -1
         self.reads += 1
         if got == PIECE_SIZE and piece_checksum(view) == expected:
-            return True
+            return expected
         with self._lock:  # concurrently replaced is "missing"; the same mapping is corruption
             if self._slot(int(piece_index)) == slot and self._slot_sum[slot].tobytes() == expected:
                 self._unmap_slot(slot)
                 self._free.append(slot)
                 self.corrupt += 1
                 self._append([log_record(KIND_REMOVE, slot, int(piece_index), expected)])
-        return False
+        return None
 
     def get(self, piece_index: int) -> bytes | None:
         buffer = bytearray(PIECE_SIZE)

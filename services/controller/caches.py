@@ -75,7 +75,7 @@ class CacheDirectory:
         assert self._watcher is not None
         async for event in self._watcher:
             if event.member.role in CACHE_ROLES:
-                log.info("cache membership", event=event.kind, cache=event.key,
+                log.info("cache membership", change=event.kind, cache=event.key,
                          endpoint=tcp_endpoint(event.member), capacity=dict(event.member.capacity))
                 await self._notify()
 
