@@ -232,6 +232,7 @@ class ShardedCacheService(CacheRole):
         owned = await asyncio.to_thread(self.owned_indices, placement, 0, self.history * NUM_PIECES)
         missing = [int(i) for i in owned[~self.holdings(owned)]] if len(owned) else []
         repaired = await self._repair(missing) if repair and missing else []
+        self.wake_fill()  # without --repair the fill loop still refetches what was dropped
         for start in range(0, max(len(missing), 1), REPORT_LIST_LIMIT):
             last = start + REPORT_LIST_LIMIT >= len(missing)
             yield CacheVerifyProgress(instance=self.instance, role=self.role, checked=checked, total=total,
