@@ -237,7 +237,10 @@ class PieceGetter:
         else:
             received = await self._from_endpoint(source, indices, into, bad_sources)
         if self.verifier is not None and received:
-            received = await self._verified(source, received, into)
+            verified = await self._verified(source, received, into)
+            if len(verified) < len(received) and source not in (CONTROLLER, FIND):
+                bad_sources.add(source)  # it sent pieces that fail the check: trust it no more
+            received = verified
         return received
 
     async def _from_endpoint(self, endpoint: str, indices: list[int], into: dict[int, memoryview],

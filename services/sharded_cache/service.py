@@ -129,16 +129,17 @@ class ShardedCacheService(CacheRole):
             out.append(chunk[placement.owners(chunk) == me].astype(np.int64))
         return np.concatenate(out) if out else np.zeros(0, dtype=np.int64)
 
-    def _make_room(self, needed: int, owned: np.ndarray) -> None:
-        """Free ``needed`` slots: first pieces this shard no longer owns, then its oldest owned."""
+    def _make_room(self, needed: int, keep: np.ndarray) -> None:
+        """Free ``needed`` slots: first the oldest pieces outside ``keep`` (no longer owned, or
+        beyond capacity), then the oldest of ``keep``."""
         free = sum(s.free_slots for s in self.stores)
         if free >= needed:
             return
         held = self.held_indices()
-        not_owned = np.setdiff1d(held, owned, assume_unique=True)
+        not_owned = np.setdiff1d(held, keep, assume_unique=True)
         victims = list(not_owned[: needed - free])
         if len(victims) < needed - free:
-            victims += list(np.intersect1d(held, owned)[: needed - free - len(victims)])
+            victims += list(np.intersect1d(held, keep)[: needed - free - len(victims)])
         for store in self.stores:
             store.remove_many(int(v) for v in victims)
         self.log.info("made room", evicted=len(victims), not_owned=int(len(not_owned)))
@@ -147,18 +148,19 @@ class ShardedCacheService(CacheRole):
 
     async def fill(self) -> None:
         while not self.stop_event.is_set():
+            self._fill_wakeup.clear()  # a wake-up from now on means "plan again"
             self.history = max(self.history, await self.history_size())
             placement = self.placement()
             owned = await asyncio.to_thread(self.owned_indices, placement, 0, self.history * NUM_PIECES)
-            missing = owned[~self.holdings(owned)] if len(owned) else owned
-            self.owned, self.missing = int(len(owned)), int(len(missing))
+            target = owned[-self.slots:] if len(owned) > self.slots else owned  # newest history first
+            missing = target[~self.holdings(target)] if len(target) else target
+            self.owned, self.missing = int(len(target)), int(len(missing))
             if len(missing) == 0:
                 await self._publish_capacity()
                 await self.wait_for_work(IDLE_RECHECK_S)
                 continue
-            missing = missing[::-1][: self.slots]  # newest first, and no more than fits
-            await asyncio.to_thread(self._make_room, len(missing), owned)
-            await self._fill_indices([int(i) for i in missing], len(owned))
+            await asyncio.to_thread(self._make_room, len(missing), target)
+            await self._fill_indices([int(i) for i in missing[::-1]], len(target))
 
     async def _fill_indices(self, missing: list[int], owned: int) -> None:
         started = time.monotonic()
@@ -230,6 +232,7 @@ class ShardedCacheService(CacheRole):
                                           bad=bad, repaired=repaired)
         placement = self.placement()
         owned = await asyncio.to_thread(self.owned_indices, placement, 0, self.history * NUM_PIECES)
+        owned = owned[-self.slots:] if len(owned) > self.slots else owned  # what fits: the newest
         missing = [int(i) for i in owned[~self.holdings(owned)]] if len(owned) else []
         repaired = await self._repair(missing) if repair and missing else []
         self.wake_fill()  # without --repair the fill loop still refetches what was dropped
