@@ -44,7 +44,7 @@ from services.cache.messages import CACHE_GROUP_LABEL, FULL_PIECE_CACHE_ROLE, SH
 from services.cache.placement import Rendezvous
 from services.controller.messages import ANY_CACHE_GROUP, FindPiecesInCacheRequest, PiecesRequest
 from services.p2p.client import PeerClient
-from services.p2p.errors import PeerError
+from services.p2p.errors import PeerError, PeerTimeout
 from services.p2p.sinks import KeyedBuffers
 from services.protocol.constants import PIECE_SIZE
 
@@ -265,7 +265,7 @@ class PieceGetter:
                             self.stats["source_missing"] += len(items.missing)
                 except PeerError as exc:
                     bad_sources.add(endpoint)
-                    kind = "stalls" if "timed out" in str(exc) or type(exc).__name__ == "PeerTimeout" else "source_errors"
+                    kind = "stalls" if isinstance(exc, PeerTimeout) else "source_errors"
                     self.stats[kind] += 1
                     log.warning("cache source failed; retrying elsewhere", source=endpoint, error=str(exc),
                                 kind=kind, pieces=len(part) - len(received.intersection(part)))

@@ -108,7 +108,8 @@ class HistoryStore:
             (self.path / SEGMENTS_DIR).mkdir(exist_ok=True)
         headers_path = self.path / HEADERS_FILE
         self.headers = read_headers(headers_path)
-        if headers_path.exists() and headers_path.read_bytes().count(b"\n") != len(self.headers):
+        raw = headers_path.read_bytes() if headers_path.exists() else b""
+        if raw.count(b"\n") != len(self.headers) or (raw and not raw.endswith(b"\n")):
             write_headers(headers_path, self.headers)  # drop a torn last line before appending
         self.segments = self._complete_segments()
         self._state = np.zeros(self.segments * NUM_PIECES, dtype=np.uint8)

@@ -182,6 +182,16 @@ class CacheRole(Daemon):
     def wake_fill(self) -> None:
         self._fill_wakeup.set()
 
+    @property
+    def fill_interrupted(self) -> bool:
+        """A wake-up arrived (membership change, dropped piece, rebuild) or the daemon stops:
+        a running fill should re-plan."""
+        return self._fill_wakeup.is_set() or self.stop_event.is_set()
+
+    def start_planning(self) -> None:
+        """Called by ``fill`` before it plans: later wake-ups interrupt that plan."""
+        self._fill_wakeup.clear()
+
     async def wait_for_work(self, timeout: float) -> None:
         """Sleep until :meth:`wake_fill` (or ``timeout``, or stop)."""
         try:

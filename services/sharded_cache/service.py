@@ -148,7 +148,7 @@ class ShardedCacheService(CacheRole):
 
     async def fill(self) -> None:
         while not self.stop_event.is_set():
-            self._fill_wakeup.clear()  # a wake-up from now on means "plan again"
+            self.start_planning()
             self.history = max(self.history, await self.history_size())
             placement = self.placement()
             owned = await asyncio.to_thread(self.owned_indices, placement, 0, self.history * NUM_PIECES)
@@ -170,7 +170,7 @@ class ShardedCacheService(CacheRole):
         shards = len(self.placement())
         self.log.info("filling", missing=len(missing), owned=owned, shards=shards)
         for start in range(0, len(missing), FILL_BATCH):
-            if self._fill_wakeup.is_set() or self.stop_event.is_set():
+            if self.fill_interrupted:
                 self.log.info("fill interrupted: re-planning", done=done)
                 return
             batch = missing[start:start + FILL_BATCH]
