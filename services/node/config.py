@@ -20,6 +20,7 @@ from services.config import (
     parse_host_port,
     parse_int,
     parse_listen,
+    parse_listen_list,
     parse_log_level,
     parse_node_rpc_url,
 )
@@ -59,7 +60,7 @@ class DevNodeConfig(JsonConfig, frozen=True, kw_only=True):
     pre_archived_segments: int = 1
     history_seed: str = "autonomys-dev"
     kzg_params: str | None = None
-    metrics_listen: str | None = None
+    prometheus_listen_on: tuple[str, ...] = ()
     log_level: str = "info"
     json_logs: bool = False
 
@@ -146,12 +147,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="seed of the deterministic synthetic history")
     parser.add_argument("--kzg-params", default=None, metavar="PATH|dev",
                         help="trusted setup file (default: insecure dev setup)")
-    parser.add_argument("--prometheus-listen-on", "--metrics-listen", dest="metrics_listen_local",
-                        default=None, metavar="HOST:PORT", help="Prometheus metrics listener")
+    parser.add_argument("--prometheus-listen-on", "--metrics-listen", dest="metrics_listen_local", action="append",
+                        default=None, metavar="HOST:PORT", help="Prometheus metrics listener (repeatable)")
 
 
 def from_args(args: argparse.Namespace, dry_run: bool, log_level: str = "info", json_logs: bool = False,
-              metrics_listen: str | None = None) -> DevNodeConfig:
+              prometheus_listen_on: tuple[str, ...] = ()) -> DevNodeConfig:
     rpc_methods = args.rpc_methods.strip().lower()
     if rpc_methods not in RPC_METHODS:
         raise ConfigError(f"invalid --rpc-methods {args.rpc_methods!r}: expected auto, safe or unsafe")
@@ -178,7 +179,7 @@ def from_args(args: argparse.Namespace, dry_run: bool, log_level: str = "info", 
                                         maximum=10_000),
         history_seed=args.history_seed,
         kzg_params=kzg,
-        metrics_listen=parse_listen(args.metrics_listen_local or metrics_listen, "--prometheus-listen-on"),
+        prometheus_listen_on=parse_listen_list([*prometheus_listen_on, *(args.metrics_listen_local or [])]),
         log_level=parse_log_level(log_level),
         json_logs=json_logs,
     )
