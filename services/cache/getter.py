@@ -79,7 +79,7 @@ class PieceGetter:
                  cache_group: str | None = None, priority=None, verifier=None,  # noqa: ANN001
                  exclude: Iterable[str] = (), batch_size: int = 64, concurrency: int = 4,
                  stall_timeout: float = 10.0, shard_depth: int = 2, use_controller: bool = True,
-                 write_back: bool = True) -> None:
+                 write_back: bool = True, metrics=None) -> None:  # noqa: ANN001
         self.bus = bus
         self.client = client
         self._members = members
@@ -94,6 +94,7 @@ class PieceGetter:
         self.use_controller = use_controller
         self.write_back = write_back and priority is not None
         self.stats: collections.Counter[str] = collections.Counter()
+        self.metrics = metrics  # services.metrics.cache.PieceGetterMetrics (prometheus), optional
         self._watcher: MembershipWatcher | None = None
         self._write_back_task: asyncio.Task | None = None
 
@@ -122,6 +123,15 @@ class PieceGetter:
             if self.cache_group in (None, ANY_CACHE_GROUP) or group == self.cache_group:
                 out.append(member)
         return sorted(out, key=lambda m: m.instance)
+
+    def _category(self, source: str) -> str:
+        """The metrics ``source`` label of a source (an endpoint, or the controller)."""
+        if source in (CONTROLLER, FIND):
+            return "controller"
+        for member in self._members():
+            if source in member.endpoints:
+                return "sharded-cache" if member.role == SHARDED_CACHE_ROLE else "full-piece-cache"
+        return "sharded-cache"
 
     def _plan(self, indices: list[int]) -> list[list[str]]:
         """Source order per index: owner shard (and runners-up), full caches, controller."""
@@ -184,6 +194,8 @@ class PieceGetter:
                 if hit:
                     result.pieces[index] = into[index]
                     result.sources["priority"] += 1
+            if self.metrics is not None and result.sources["priority"]:
+                self.metrics.pieces.labels("priority-cache").inc(result.sources["priority"])
             pending = [i for i, hit in zip(pending, hits) if not hit]
         rows = self._plan(pending)
         if controller_first and self.use_controller:
@@ -217,6 +229,8 @@ class PieceGetter:
             if pending:
                 result.retries += len(pending)
                 self.stats["retries"] += len(pending)
+                if self.metrics is not None:
+                    self.metrics.retries.inc(len(pending))
         if result.missing:
             self.stats["failures"] += len(result.missing)
             log.warning("pieces not found anywhere", count=len(result.missing), first=sorted(result.missing)[:8])
@@ -230,6 +244,18 @@ class PieceGetter:
 
     async def _from_source(self, source: str, indices: list[int], into: dict[int, memoryview],
                            result: GetResult, bad_sources: set[str]) -> set[int]:
+        started = time.perf_counter()
+        received = await self._fetch_from(source, indices, into, result, bad_sources)
+        if self.metrics is not None:
+            label = self._category(source)
+            self.metrics.fetch_time.labels(label).observe(time.perf_counter() - started)
+            self.metrics.pieces.labels(label).inc(len(received))
+            if source in bad_sources:
+                self.metrics.fetch_errors.labels(label).inc()
+        return received
+
+    async def _fetch_from(self, source: str, indices: list[int], into: dict[int, memoryview],
+                          result: GetResult, bad_sources: set[str]) -> set[int]:
         if source == CONTROLLER:
             received = await self._from_controller(indices, into)
         elif source == FIND:
@@ -313,6 +339,8 @@ class PieceGetter:
         bad = [i for i, ok in zip(order, results) if not ok]
         if bad:
             self.stats["invalid"] += len(bad)
+            if self.metrics is not None:
+                self.metrics.invalid_pieces.labels(self._category(source)).inc(len(bad))
             log.warning("pieces failed the segment-commitment check; retrying elsewhere", source=source,
                         count=len(bad), first=bad[:8])
         return {i for i, ok in zip(order, results) if ok}

@@ -83,6 +83,8 @@ class CacheRole(Daemon):
         self._services: list = []
         self._subscriptions: list = []
         self._fill_wakeup = asyncio.Event()
+        self._served_reported = 0
+        self.disk_metrics = None
         self._reinitialize = asyncio.Event()
 
     # ---- storage hooks (subclasses)
@@ -128,7 +130,7 @@ class CacheRole(Daemon):
         self.watcher = await membership.watch()
         self.commitments = SegmentCommitments(self._fetch_headers)
         self.verifier = PieceVerifier(self.kzg, self.commitments)
-        secret = getattr(cfg, "cluster_secret", None)
+        secret = cfg.cluster_secret
         self.server = PeerServer(secret, name=self.role)
         self.server.route(GetPieces, get_pieces_handler(self, self.serve_counters))
         host, port = parse_host_port(cfg.listen, "--listen-on", allow_zero_port=True)
@@ -140,7 +142,9 @@ class CacheRole(Daemon):
         self.client = PeerClient(secret, name=self.role)
         self.getter = PieceGetter(bus, self.client, lambda: self.watcher.members.values(),
                                   cache_group=cfg.cache_group, verifier=self.verifier, exclude={self.instance},
-                                  batch_size=64, stall_timeout=cfg.stall_timeout_s)
+                                  batch_size=64, stall_timeout=cfg.stall_timeout_s,
+                                  metrics=self.metrics.piece_getter())
+        self.disk_metrics = self.metrics.disk_piece_cache(self.instance)
         self._services = [
             await bus.serve(CacheContainsRequest, self._on_contains, instance=self.instance),
             await bus.serve(CacheVerifyRequest, self.self_check_request, instance=self.instance, max_concurrency=1),
@@ -225,6 +229,11 @@ class CacheRole(Daemon):
 
     # ---- the cache protocol
 
+    def count_written(self, pieces: int) -> None:
+        """Pieces stored (``subspace_farmer_disk_piece_cache_write_piece_Pieces_total``)."""
+        if self.disk_metrics is not None and pieces:
+            self.disk_metrics.write_piece.inc(pieces)
+
     def _on_contains(self, msg: CacheContainsRequest) -> CacheContainsResult:
         return CacheContainsResult(held=bitmap([bool(x) for x in self.holdings(list(msg.piece_indices))]))
 
@@ -285,6 +294,10 @@ class CacheRole(Daemon):
         if self._registration is None:
             return
         fields = self.capacity_fields()
+        self.disk_metrics.capacity_total.set(fields.get("slots", 0))
+        self.disk_metrics.capacity_used.set(fields.get("pieces", 0))
+        self.disk_metrics.read_piece.inc(self.serve_counters.get("served", 0) - self._served_reported)
+        self._served_reported = self.serve_counters.get("served", 0)
         if fields != self._registration.member.capacity:
             await self._registration.update(capacity=fields)
 

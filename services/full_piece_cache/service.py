@@ -180,6 +180,7 @@ class FullPieceCacheService(CacheRole):
                 return False
             pieces = [result.pieces[first + k] for k in range(NUM_PIECES)]
             await asyncio.to_thread(self.history.add_segment, header, pieces, True)
+            self.count_written(NUM_PIECES)
             self.log.info("segment appended", segment_index=segment_index, sources=dict(result.sources))
             return True
 

@@ -112,6 +112,7 @@ class ShardedCacheService(CacheRole):
                 break
             part, items = items[: store.free_slots], items[store.free_slots:]
             stored += len(store.put_many(part))
+        self.count_written(stored)
         return stored
 
     # ---- ownership

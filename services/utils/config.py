@@ -12,6 +12,8 @@ import os
 from urllib.parse import urlsplit, urlunsplit
 
 from services.config import (
+    ClusterSecret,
+    NO_SECRET,
     CommonArgs,
     ConfigError,
     JsonConfig,
@@ -20,6 +22,7 @@ from services.config import (
     parse_int,
     parse_log_level,
     parse_node_rpc_url,
+    parse_cluster_secret,
     parse_optional_cache_group,
     parse_seconds,
     require_nats_servers,
@@ -69,6 +72,7 @@ class ShardedCacheBenchmarkConfig(UtilConfig, frozen=True, kw_only=True):
     json_output: bool = False
     use_controller: bool = True
     stall_timeout_s: float = 10.0
+    cluster_secret: ClusterSecret = NO_SECRET  # the caches' TCP data plane
 
 
 class VerifyPieceConfig(UtilConfig, frozen=True, kw_only=True):
@@ -139,6 +143,10 @@ def add_sharded_cache_benchmark_arguments(parser: argparse.ArgumentParser) -> No
                         help="caches only: never fall back to the controller (node)")
     parser.add_argument("--stall-timeout", default="10", metavar="SECONDS",
                         help="retry another source after this long without progress (default 10)")
+    secret = parser.add_mutually_exclusive_group()
+    secret.add_argument("--cluster-secret", default=None, metavar="TEXT", help="the caches' data-plane secret")
+    secret.add_argument("--cluster-secret-file", default=None, metavar="PATH",
+                        help="file holding it (env AUTONOMYS_CLUSTER_SECRET also works)")
 
 
 def add_verify_piece_arguments(parser: argparse.ArgumentParser) -> None:
@@ -179,6 +187,7 @@ def sharded_cache_benchmark_from_args(args, common: CommonArgs, dry_run: bool) -
         json_output=bool(args.json_output),
         use_controller=bool(args.use_controller),
         stall_timeout_s=parse_seconds(args.stall_timeout, "--stall-timeout"),
+        cluster_secret=parse_cluster_secret(args.cluster_secret, args.cluster_secret_file),
     )
 
 

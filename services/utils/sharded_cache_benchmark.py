@@ -83,7 +83,7 @@ async def benchmark(config: ShardedCacheBenchmarkConfig, out=sys.stdout) -> dict
     seed = config.seed if config.seed is not None else random.SystemRandom().randrange(1 << 32)
     rng = random.Random(seed)
     bus = await Bus.connect(list(config.nats_servers), name="util-sharded-cache-benchmark")
-    client = PeerClient(getattr(config, "cluster_secret", None), name="sharded-cache-benchmark")
+    client = PeerClient(config.cluster_secret, name="sharded-cache-benchmark")
     getter = None
     try:
         info = (await bus.request(FarmerAppInfoRequest(), timeout=30, retries=2)).unwrap().protocol_info
