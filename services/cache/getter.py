@@ -94,6 +94,7 @@ class PieceGetter:
         self.use_controller = use_controller
         self.write_back = write_back and priority is not None
         self.stats: collections.Counter[str] = collections.Counter()
+        self.source_counts: collections.Counter[str] = collections.Counter()  # pieces per source
         self.metrics = metrics  # services.metrics.cache.PieceGetterMetrics (prometheus), optional
         self._watcher: MembershipWatcher | None = None
         self._write_back_task: asyncio.Task | None = None
@@ -235,6 +236,7 @@ class PieceGetter:
             self.stats["failures"] += len(result.missing)
             log.warning("pieces not found anywhere", count=len(result.missing), first=sorted(result.missing)[:8])
         self.stats["pieces"] += len(result.pieces)
+        self.source_counts.update(result.sources)
         result.seconds = time.monotonic() - started
         if self.write_back:
             await self._write_back([(i, into[i]) for i in result.pieces])

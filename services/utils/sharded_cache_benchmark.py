@@ -128,7 +128,8 @@ async def benchmark(config: ShardedCacheBenchmarkConfig, out=sys.stdout) -> dict
                           all_latencies, {"epochs": config.epochs, "item_type": config.cache_item_type, "seed": seed,
                                           "retries": stats.get("retries", 0), "stalls": stats.get("stalls", 0),
                                           "source_errors": stats.get("source_errors", 0),
-                                          "corrupt": stats.get("corrupt", 0), "pieces_in_sector": pieces_in_sector})
+                                          "corrupt": stats.get("corrupt", 0), "pieces_in_sector": pieces_in_sector,
+                                          "sources": dict(getter.source_counts)})
         print(_line(result) + f", retries {result['retries']}, stalls {result['stalls']}", file=out, flush=True)
         return result
     finally:

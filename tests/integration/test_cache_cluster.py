@@ -183,8 +183,8 @@ def test_sigkilled_shard_loses_nothing_and_downloads_fall_back(cluster: Cluster)
             restarted = cluster.shard("shard-a")
             await wait_member(bus, f"{SHARDED_CACHE_ROLE}.shard-a", lambda m: m.started_at >= restart_time
                               and m.capacity.get("pieces", 0) >= len(before), 60, "back", cluster.alive())
-            opened = [line for line in restarted.log_text().splitlines() if "piece store opened" in line][-1]
-            assert f"pieces={len(before)}" in opened and "bad_index_records=0" in opened, opened
+            opened = json.loads([line for line in restarted.log_text().splitlines() if "piece store opened" in line][-1])
+            assert opened["pieces"] == len(before) and opened["bad_index_records"] == 0, opened
             held = await _holds(bus, "shard-a", before)
             assert all(held)
         finally:
