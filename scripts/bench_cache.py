@@ -81,7 +81,7 @@ def util(nats_url: str, *args: str) -> dict:
 
 
 def fill_rates(log: str) -> list[float]:
-    return [float(m) for m in re.findall(r"gbit_s=([0-9.]+)", log)]
+    return [float(m) for m in re.findall(r'"gbit_s": ([0-9.]+)', log)]
 
 
 async def wait_filled(nats_url: str, keys: list[str], procs, timeout: float = 1800) -> None:  # noqa: ANN001

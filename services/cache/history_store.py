@@ -12,14 +12,14 @@ logs beside them::
     segments/NNNNNNNNNN.pieces   256 pieces back to back (written to a temp name, then renamed)
     archiver.state           exporter's archiver state after the last complete segment (resume)
     verified.log             index-log records (``services.cache.store`` format): piece index
-                             + BLAKE3 of bytes that passed the segment-commitment check,
+                             + BLAKE3 and xxh3-128 of bytes that passed the segment-commitment check,
                              or a "remove" record for a piece found bad
 
 On open, the verified records are replayed (no piece data is read); pieces without a record are
 "unverified" and are not served until the owner checks them (:meth:`unverified`,
 :meth:`mark_verified`). Every read recomputes the checksum, so a piece damaged on disk after it
 was verified is dropped (``corrupt`` counter) and never served; :meth:`write_piece` repairs it.
-Memory: 33 bytes per piece of history.
+Memory: 49 bytes per piece of history.
 """
 
 from __future__ import annotations
@@ -39,7 +39,9 @@ from services.cache.store import (
     StoreError,
     atomic_write,
     log_record,
-    piece_checksum,
+    DIGESTS_SIZE,
+    piece_digests,
+    read_check,
     read_log,
     LOG_HEADER,
 )
@@ -113,7 +115,7 @@ class HistoryStore:
             write_headers(headers_path, self.headers)  # drop a torn last line before appending
         self.segments = self._complete_segments()
         self._state = np.zeros(self.segments * NUM_PIECES, dtype=np.uint8)
-        self._sums = np.zeros((self.segments * NUM_PIECES, 32), dtype=np.uint8)
+        self._sums = np.zeros((self.segments * NUM_PIECES, DIGESTS_SIZE), dtype=np.uint8)
         self.corrupt = 0
         self.report = OpenReport()
         log_path = self.path / VERIFIED_LOG
@@ -145,7 +147,7 @@ class HistoryStore:
         for index in np.flatnonzero(self._state == VERIFIED):
             parts.append(log_record(KIND_PUT, 0, int(index), self._sums[index].tobytes()))
         for index in np.flatnonzero(self._state == BAD):
-            parts.append(log_record(KIND_REMOVE, 0, int(index), bytes(32)))
+            parts.append(log_record(KIND_REMOVE, 0, int(index), bytes(DIGESTS_SIZE)))
         atomic_write(self.path / VERIFIED_LOG, b"".join(parts))
 
     # ---- queries
@@ -217,8 +219,8 @@ class HistoryStore:
             if not 0 <= index < len(self._state) or self._state[index] != VERIFIED:
                 return None
             expected = self._sums[index].tobytes()
-        if self.read_raw(index, buffer) and piece_checksum(memoryview(buffer).cast("B")) == expected:
-            return expected
+        if self.read_raw(index, buffer) and read_check(memoryview(buffer).cast("B"), expected):
+            return expected[:32]
         with self._lock:
             if self._state[index] == VERIFIED and self._sums[index].tobytes() == expected:
                 self.mark_verified([(index, None)])
@@ -231,17 +233,17 @@ class HistoryStore:
 
     # ---- writes
 
-    def _mark(self, index: int, state: int, checksum: bytes = bytes(32)) -> bytes:
+    def _mark(self, index: int, state: int, checksum: bytes = bytes(DIGESTS_SIZE)) -> bytes:
         self._state[index] = state
         if state == VERIFIED:
             self._sums[index] = np.frombuffer(checksum, dtype=np.uint8)
         return log_record(KIND_PUT if state == VERIFIED else KIND_REMOVE, 0, index, checksum)
 
     def mark_verified(self, results: Iterable[tuple[int, bytes | None]]) -> None:
-        """Record checks: ``(piece_index, checksum of the bytes that passed)`` or
+        """Record checks: ``(piece_index, piece_digests(bytes that passed))`` or
         ``(piece_index, None)`` for a piece that failed."""
         with self._lock:
-            records = [self._mark(int(i), VERIFIED if c is not None else BAD, c or bytes(32)) for i, c in results]
+            records = [self._mark(int(i), VERIFIED if c is not None else BAD, c or bytes(DIGESTS_SIZE)) for i, c in results]
             if records:
                 self._log.write(b"".join(records))
                 os.fdatasync(self._log.fileno())
@@ -255,7 +257,7 @@ class HistoryStore:
             fd = self._fd(segment_index)
             os.pwrite(fd, data, position * PIECE_SIZE)
             os.fdatasync(fd)
-            self.mark_verified([(int(piece_index), piece_checksum(data))])
+            self.mark_verified([(int(piece_index), piece_digests(data))])
 
     def add_segment(self, header: SegmentHeader, pieces: Sequence[bytes | memoryview],
                     verified: bool = False) -> None:
@@ -282,10 +284,10 @@ class HistoryStore:
             self.headers.append(header)
             self.segments += 1
             self._state = np.concatenate([self._state, np.zeros(NUM_PIECES, dtype=np.uint8)])
-            self._sums = np.concatenate([self._sums, np.zeros((NUM_PIECES, 32), dtype=np.uint8)])
+            self._sums = np.concatenate([self._sums, np.zeros((NUM_PIECES, DIGESTS_SIZE), dtype=np.uint8)])
         if verified:
             first = header.segment_index * NUM_PIECES
-            self.mark_verified((first + k, piece_checksum(p)) for k, p in enumerate(pieces))
+            self.mark_verified((first + k, piece_digests(p)) for k, p in enumerate(pieces))
 
     def truncate_headers(self, count: int) -> None:
         """Forget headers past ``count`` (exporter resume after a crash between files)."""

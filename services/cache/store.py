@@ -10,9 +10,9 @@ Directory layout (``PieceStore(path)``)::
 
     store.json   {"format": 1, "slots": N}           written once (atomically), grown on demand
     pieces.dat   N * PIECE_SIZE bytes (sparse until written)
-    index.log    32-byte header, then 56-byte records:
-                 u8 kind (1 put, 2 remove) | 3 pad | u32 slot | u64 piece index | 32 B BLAKE3
-                 of the piece | u64 xxh3-64 of the previous 48 bytes
+    index.log    32-byte header, then 72-byte records:
+                 u8 kind (1 put, 2 remove) | 3 pad | u32 slot | u64 piece index | 32 B BLAKE3 and
+                 16 B xxh3-128 of the piece | u64 xxh3-64 of the previous 64 bytes
 
 Write path (``put_many``): pieces are written to free slots, the data file is ``fdatasync``\\ ed,
 then the records are appended and the log is ``fdatasync``\\ ed; only then does ``put_many``
@@ -20,14 +20,14 @@ return, so an acknowledged piece survives any crash. A crash in between leaves a
 slot (free again on restart) or, when a slot was being reused, a record whose piece checksum no
 longer matches the bytes, which the read path rejects.
 
-Read path (``read_into`` / ``get``): every read recomputes the piece's BLAKE3 and compares it
-with the index; a mismatch drops the piece from the index (``corrupt`` counter) and the caller
+Read path (``read_into`` / ``get``): every read recomputes the piece's xxh3-128 and compares it
+with the index (the BLAKE3 is only computed on write and travels as the data-plane digest); a mismatch drops the piece from the index (``corrupt`` counter) and the caller
 sees "missing", so corrupt data is never served and gets refetched. ``scrub()`` checks every
 stored piece the same way (run at start, in the background, with progress).
 
-Memory is bounded and proportional to the store: per slot 8 B piece index + 32 B digest + 8 B
+Memory is bounded and proportional to the store: per slot 8 B piece index + 48 B digests + 8 B
 access stamp + 4 B free-slot stack, plus a 4 B direct map per piece index of history
-(``slot_of[piece_index]``), i.e. about 56 MiB for a 1 TiB store on a 1.5 TiB history.
+(``slot_of[piece_index]``), i.e. about 73 MiB for a 1 TiB store on a 1.5 TiB history.
 
 Thread safety: all methods may be called from several threads (the asyncio services call them
 through ``asyncio.to_thread``); index changes and log appends are serialised by one lock.
@@ -56,7 +56,8 @@ DATA_FILE = "pieces.dat"
 LOG_FILE = "index.log"
 LOG_MAGIC = b"autonomys-pcache"  # 16 bytes
 LOG_HEADER = LOG_MAGIC + struct.pack("<I", FORMAT_VERSION) + bytes(12)  # 32 bytes
-_BODY = struct.Struct("<B3xIQ32s")  # 48 bytes
+DIGESTS_SIZE = 48  # BLAKE3 (32, the data plane's payload digest) then xxh3-128 (16, the read check)
+_BODY = struct.Struct("<B3xIQ48s")  # 64 bytes
 RECORD_SIZE = _BODY.size + 8
 KIND_PUT = 1
 KIND_REMOVE = 2
@@ -72,10 +73,18 @@ class StoreFull(StoreError):
     """No free slot and nothing may be evicted."""
 
 
-def piece_checksum(data: bytes | bytearray | memoryview) -> bytes:
-    """BLAKE3 of a piece: checked on every read, and sent as the data plane's payload digest
-    (``services.p2p`` checks BLAKE3), so a piece is hashed once per serve."""
-    return blake3.blake3(data).digest()
+def piece_digests(data: bytes | bytearray | memoryview) -> bytes:
+    """``BLAKE3(piece) ‖ xxh3_128(piece)`` (48 bytes), computed once when a piece is stored.
+
+    Every read recomputes the xxh3 (~20 GB/s) and compares; the stored BLAKE3 is what the data
+    plane sends as the payload digest (``services.p2p`` checks BLAKE3 at the receiver), so serving
+    a piece costs no BLAKE3 on the server and a piece damaged on disk is still never sent."""
+    return blake3.blake3(data).digest() + xxhash.xxh3_128_digest(data)
+
+
+def read_check(data: bytes | bytearray | memoryview, digests: bytes) -> bool:
+    """Bytes read back match the digests stored with them."""
+    return xxhash.xxh3_128_digest(data) == digests[32:]
 
 
 def log_record(kind: int, slot: int, piece_index: int, checksum: bytes) -> bytes:
@@ -187,7 +196,7 @@ class PieceStore:
         self.capacity = self._open_meta(capacity)
         self._data_fd = self._open_data()
         self._slot_piece = np.full(self.capacity, -1, dtype=np.int64)
-        self._slot_sum = np.zeros((self.capacity, 32), dtype=np.uint8)
+        self._slot_sum = np.zeros((self.capacity, DIGESTS_SIZE), dtype=np.uint8)
         self._slot_used = np.zeros(self.capacity, dtype=np.uint64)  # access stamp (LRU)
         self._slot_of = np.full(1024, -1, dtype=np.int32)
         self._clock = 0
@@ -364,8 +373,8 @@ class PieceStore:
         except OSError:
             got = -1
         self.reads += 1
-        if got == PIECE_SIZE and piece_checksum(view) == expected:
-            return expected
+        if got == PIECE_SIZE and read_check(view, expected):
+            return expected[:32]
         with self._lock:  # concurrently replaced is "missing"; the same mapping is corruption
             if self._slot(int(piece_index)) == slot and self._slot_sum[slot].tobytes() == expected:
                 self._unmap_slot(slot)
@@ -379,7 +388,7 @@ class PieceStore:
         return bytes(buffer) if self.read_into(piece_index, buffer) else None
 
     def checksum(self, piece_index: int) -> bytes | None:
-        """Stored xxh3-128 of a held piece (what the bytes must hash to)."""
+        """Stored digests (BLAKE3 ‖ xxh3-128) of a held piece."""
         with self._lock:
             slot = self._slot(int(piece_index))
             return None if slot < 0 else self._slot_sum[slot].tobytes()
@@ -415,7 +424,7 @@ class PieceStore:
                 self._evict_lru(min(needed, self._count))
             batch = batch[: len(self._free)]
             slots = [self._free.pop() for _ in batch]
-            sums = [piece_checksum(view) for _, view in batch]
+            sums = [piece_digests(view) for _, view in batch]
             try:
                 for slot, (_, view) in zip(slots, batch):
                     if os.pwrite(self._data_fd, view, slot * PIECE_SIZE) != PIECE_SIZE:

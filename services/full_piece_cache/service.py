@@ -30,7 +30,7 @@ import numpy as np
 from services.cache.history_store import HistoryStore
 from services.cache.messages import FULL_PIECE_CACHE_ROLE, CacheVerifyProgress
 from services.cache.role import CacheRole
-from services.cache.store import StoreError, piece_checksum
+from services.cache.store import StoreError, piece_digests
 from services.daemon import DaemonError
 from services.full_piece_cache.config import FullPieceCacheConfig
 from services.protocol.constants import NUM_PIECES, PIECE_SIZE
@@ -121,7 +121,7 @@ class FullPieceCacheService(CacheRole):
             ok_read = await asyncio.to_thread(lambda: [self.history.read_raw(i, b) for i, b in zip(batch, buffer_pool)])
             items = [(i, memoryview(b)) for i, b, ok in zip(batch, buffer_pool, ok_read) if ok]
             results = await self.verifier.verify(items)
-            marks = [(i, piece_checksum(v) if ok else None) for (i, v), ok in zip(items, results)]
+            marks = [(i, piece_digests(v) if ok else None) for (i, v), ok in zip(items, results)]
             bad = [i for i, c in marks if c is None] + [i for i, ok in zip(batch, ok_read) if not ok]
             marks += [(i, None) for i, ok in zip(batch, ok_read) if not ok]
             await asyncio.to_thread(self.history.mark_verified, marks)
@@ -210,7 +210,7 @@ class FullPieceCacheService(CacheRole):
             good = {i for (i, _), ok in zip(items, results) if ok}
             bad = [i for i in batch if i not in good]
             await asyncio.to_thread(self.history.mark_verified,
-                                    [(i, piece_checksum(v) if i in good else None) for i, v in items]
+                                    [(i, piece_digests(v) if i in good else None) for i, v in items]
                                     + [(i, None) for i, ok in zip(batch, ok_read) if not ok])
             repaired: list[int] = []
             if repair and bad:

@@ -17,6 +17,7 @@ free space), new pieces going to the store with the most free slots.
 from __future__ import annotations
 
 import asyncio
+import collections
 import time
 from typing import AsyncIterator
 
@@ -31,7 +32,8 @@ from services.protocol.constants import NUM_PIECES, PIECE_SIZE
 from services.protocol.segments import SegmentHeader
 from services.sharded_cache.config import ShardedCacheConfig
 
-FILL_BATCH = 256
+FILL_BATCH = 256  # one segment-commitment batch check (one MSM) per batch
+FILL_PIPELINE = 2  # batches being fetched / checked while the previous one is written
 PLACEMENT_CHUNK = 1 << 18
 IDLE_RECHECK_S = 60.0
 PROGRESS_EVERY_S = 5.0
@@ -164,32 +166,47 @@ class ShardedCacheService(CacheRole):
             await self._fill_indices([int(i) for i in missing[::-1]], len(target))
 
     async def _fill_indices(self, missing: list[int], owned: int) -> None:
+        """Fetch (and verify) ``missing`` in batches, ``FILL_PIPELINE`` batches in flight, each
+        stored as soon as it arrives: the network, the checks and the disk work at once."""
         started = time.monotonic()
         last_report = started
-        done = 0
-        unavailable = 0
-        shards = len(self.placement())
-        self.log.info("filling", missing=len(missing), owned=owned, shards=shards)
-        for start in range(0, len(missing), FILL_BATCH):
-            if self.fill_interrupted:
-                self.log.info("fill interrupted: re-planning", done=done)
-                return
-            batch = missing[start:start + FILL_BATCH]
-            result = await self.getter.get_pieces(batch)
-            stored = await asyncio.to_thread(self._put, list(result.pieces.items()))
-            done += stored
-            unavailable += len(result.missing)
-            self.missing = max(0, self.missing - stored)
-            self.fill_stats["filled"] += stored
-            now = time.monotonic()
-            if now - last_report >= PROGRESS_EVERY_S or start + FILL_BATCH >= len(missing):
-                last_report = now
-                rate = done / (now - started) if now > started else 0.0
-                self.log.info("fill progress", filled=done, of=len(missing), percent=round(100 * (start + len(batch)) / len(missing), 1),
-                              mib_s=round(rate * PIECE_SIZE / 2**20, 1), gbit_s=round(rate * PIECE_SIZE * 8 / 1e9, 3),
-                              unavailable=unavailable, sources=dict(result.sources), retries=self.getter.stats["retries"],
-                              stalls=self.getter.stats["stalls"], invalid=self.getter.stats["invalid"])
-                await self._publish_capacity()
+        done = unavailable = fetched = 0
+        self.log.info("filling", missing=len(missing), owned=owned, shards=len(self.placement()))
+        batches = [missing[i:i + FILL_BATCH] for i in range(0, len(missing), FILL_BATCH)]
+        in_flight: collections.deque[asyncio.Task] = collections.deque()
+        try:
+            queued = 0
+            while True:
+                while queued < len(batches) and len(in_flight) < FILL_PIPELINE and not self.fill_interrupted:
+                    in_flight.append(asyncio.ensure_future(self.getter.get_pieces(batches[queued])))
+                    queued += 1
+                if not in_flight:
+                    break
+                result = await in_flight.popleft()
+                stored = await asyncio.to_thread(self._put, list(result.pieces.items()))
+                fetched += len(result.pieces) + len(result.missing)
+                done += stored
+                unavailable += len(result.missing)
+                self.missing = max(0, self.missing - stored)
+                self.fill_stats["filled"] += stored
+                now = time.monotonic()
+                if now - last_report >= PROGRESS_EVERY_S or fetched >= len(missing):
+                    last_report = now
+                    rate = done / (now - started) if now > started else 0.0
+                    self.log.info("fill progress", filled=done, of=len(missing),
+                                  percent=round(100 * fetched / len(missing), 1),
+                                  mib_s=round(rate * PIECE_SIZE / 2**20, 1),
+                                  gbit_s=round(rate * PIECE_SIZE * 8 / 1e9, 3), unavailable=unavailable,
+                                  sources=dict(result.sources), retries=self.getter.stats["retries"],
+                                  stalls=self.getter.stats["stalls"], invalid=self.getter.stats["invalid"])
+                    await self._publish_capacity()
+        finally:
+            for task in in_flight:
+                task.cancel()
+            await asyncio.gather(*in_flight, return_exceptions=True)
+        if self.fill_interrupted:
+            self.log.info("fill interrupted: re-planning", done=done)
+            return
         self.fill_stats["unavailable"] = unavailable
         if unavailable:  # nobody has them right now: try again later, not in a tight loop
             await self.wait_for_work(IDLE_RECHECK_S)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from services.cache.history_store import HEADERS_FILE, SEGMENTS_DIR, HistoryStore, segment_file_name
-from services.cache.store import StoreError, piece_checksum
+from services.cache.store import StoreError, piece_digests
 from services.protocol.constants import NUM_PIECES, PIECE_SIZE
 from services.protocol.segments import ArchivedBlockProgress, LastArchivedBlock, SegmentHeader
 
@@ -30,7 +30,7 @@ def test_append_verify_serve_reopen(tmp_path: Path) -> None:
         store.add_segment(_header(1), _pieces(1))
         assert store.segments == 2 and store.counts() == {"verified": 256, "unverified": 256, "bad": 0}
         assert store.get(5) == _pieces(0)[5] and store.get(NUM_PIECES + 5) is None  # unverified: not served
-        store.mark_verified([(NUM_PIECES + 5, piece_checksum(_pieces(1)[5])), (NUM_PIECES + 6, None)])
+        store.mark_verified([(NUM_PIECES + 5, piece_digests(_pieces(1)[5])), (NUM_PIECES + 6, None)])
         assert store.get(NUM_PIECES + 5) == _pieces(1)[5]
         with pytest.raises(StoreError):
             store.add_segment(_header(3), _pieces(3))  # must follow

@@ -339,14 +339,35 @@ def test_malformed_frames_close_the_connection_and_the_shard_keeps_serving(clust
     run(still_serves())
 
 
+async def _holds_now(nats_url: str, instance: str) -> list[int]:
+    bus = await Bus.connect([nats_url])
+    try:
+        everything = list(range(NUM_PIECES))
+        return [i for i, h in zip(everything, await _holds(bus, instance, everything)) if h]
+    finally:
+        await bus.close()
+
+
 def test_utilities_against_the_live_cluster(cluster: Cluster) -> None:
     def util(*args: str) -> subprocess.CompletedProcess:
         return subprocess.run([sys.executable, "-m", "services", "util", *args, "--nats-servers", cluster.nats_url],
                               cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
 
-    verify = util("verify-piece", "--cache-group", "default")
+    # a piece damaged on shard-a's disk: found (exit 1, named), then repaired with --repair
+    held = run(_holds_now(cluster.nats_url, "shard-a"))
+    index = held[len(held) // 2]
+    slot = _slot_of(cluster.base / "shard-a", index)
+    with open(cluster.base / "shard-a" / "pieces.dat", "r+b") as f:
+        f.seek(slot * PIECE_SIZE + PIECE_SIZE - 100)  # inside the witness
+        byte = f.read(1)
+        f.seek(slot * PIECE_SIZE + PIECE_SIZE - 100)
+        f.write(bytes([byte[0] ^ 0x40]))
+    found = util("verify-piece", "--cache-group", "default")
+    assert found.returncode == 1 and f"bad: [{index}]" in found.stdout, found.stdout + found.stderr
+    verify = util("verify-piece", "--cache-group", "default", "--repair")
     assert verify.returncode == 0, verify.stdout + verify.stderr
     assert "sharded-cache.shard-b" in verify.stdout and "full-piece-sharded-cache.full-a" in verify.stdout
+    assert util("verify-piece", "--cache-group", "default").returncode == 0
     reinit = util("reinitialization-cache", "--delay", "0", "--cache-group", "default")
     assert reinit.returncode == 0, reinit.stdout + reinit.stderr
     assert reinit.stdout.count(" done ") == 3, reinit.stdout  # shard-a, shard-b, full-a
