@@ -71,13 +71,28 @@ def rss_mib(pid: int) -> float:
     return 0.0
 
 
-def util(nats_url: str, *args: str) -> dict:
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def util(nats_url: str, *args: str, procs: dict | None = None) -> dict:
+    """Run the benchmark utility; adds the CPU seconds it and each cache process used."""
+    import resource
+
+    before = {name: cpu_seconds(p.pid) for name, p in (procs or {}).items() if name != "controller"}
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
     proc = subprocess.run([sys.executable, "-m", "services", "util", "sharded-cache-benchmark", "--nats-servers",
                            nats_url, "--json", *args], cwd=REPO, capture_output=True, text=True, timeout=1800)
     print(proc.stdout.strip())
     if proc.returncode != 0:
         print(proc.stderr[-2000:])
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    result["cpu_s"] = {"downloader": round(after.ru_utime + after.ru_stime - children.ru_utime - children.ru_stime, 1),
+                       **{name: round(cpu_seconds(p.pid) - before[name], 1) for name, p in (procs or {}).items()
+                          if name in before}}
+    return result
 
 
 def fill_rates(log: str) -> list[float]:
@@ -134,7 +149,8 @@ def main() -> int:
 
         for item in ("piece", "split-parity-piece"):
             results[f"delivery_{item}"] = util(nats.url, "--sectors", str(args.sectors), "--epoch", "2",
-                                               "--cache-item-type", item, "--seed", "1", "--no-controller")
+                                               "--cache-item-type", item, "--seed", "1", "--no-controller",
+                                               procs=procs)
         results["delivery_concurrent_4"] = util(nats.url, "--sectors", str(args.sectors), "--epoch", "1",
                                                 "--cache-item-type", "piece", "--seed", "2", "--concurrency", "4",
                                                 "--no-controller")

@@ -159,11 +159,16 @@ class PieceGetter:
         view = result.pieces.get(piece_index)
         return None if view is None else bytes(view)
 
-    async def fetch_sector(self, piece_indices: Sequence[int]) -> tuple[bytearray, list[int]]:
-        """``len(piece_indices) * PIECE_SIZE`` bytes, piece ``k`` at ``k * PIECE_SIZE``
-        (duplicates copied), and the offsets that could not be filled."""
-        buffer = bytearray(len(piece_indices) * PIECE_SIZE)
-        whole = memoryview(buffer)
+    async def fetch_sector(self, piece_indices: Sequence[int],
+                           out: bytearray | memoryview | None = None) -> tuple[bytearray | memoryview, list[int]]:
+        """Piece ``k`` of ``piece_indices`` at ``out[k * PIECE_SIZE:]`` (duplicates copied) and
+        the offsets that could not be filled. Pass ``out`` (``len * PIECE_SIZE`` bytes, reused from
+        sector to sector) to avoid allocating and zeroing a fresh GiB per sector."""
+        size = len(piece_indices) * PIECE_SIZE
+        buffer = bytearray(size) if out is None else out
+        whole = memoryview(buffer).cast("B")
+        if len(whole) != size:
+            raise ValueError(f"sector buffer has {len(whole)} bytes, {len(piece_indices)} pieces need {size}")
         first: dict[int, int] = {}
         for offset, index in enumerate(piece_indices):
             first.setdefault(int(index), offset)

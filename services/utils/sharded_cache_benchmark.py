@@ -15,7 +15,9 @@ fallbacks, retries) into one preallocated sector buffer. ``--cache-item-type``:
   then counts segments.
 
 Printed: per epoch and in total, pieces/s, MiB/s, sector latency p50/p99 and failures (pieces no
-source could give), plus where pieces came from and how many were retried. With ``--json`` the
+source could give), plus where pieces came from and how many were retried. ``pieces`` counts
+the sector pieces delivered (a sector holds some indices twice; a repeat is copied, not
+fetched again); ``transferred`` counts the distinct pieces fetched from the caches. With ``--json`` the
 last line of stdout is one JSON object with ``sectors``, ``pieces``, ``pieces_per_s``,
 ``mib_per_s``, ``p50_ms``, ``p99_ms``, ``failures`` and more.
 """
@@ -46,14 +48,17 @@ def _sector_indices(rng: random.Random, sector_index: int, info, pieces_in_secto
     return derive_piece_indexes(sector_id, pieces_in_sector, info.history_size, protocol)
 
 
-async def _download(getter, indices: list[int], item_type: str) -> tuple[int, int]:  # noqa: ANN001
-    """Fetch one sector's pieces into one buffer; returns (pieces delivered, failures)."""
+async def _download(getter, indices: list[int], item_type: str, buffer: memoryview) -> tuple[int, int]:  # noqa: ANN001
+    """Fetch one sector's pieces into ``buffer`` (preallocated and reused, as a plot-server's
+    sector buffer is); returns (pieces delivered, failures)."""
     if item_type != "split-parity-piece":
-        _, failed = await getter.fetch_sector(indices)
+        _, failed = await getter.fetch_sector(indices, buffer[: len(indices) * PIECE_SIZE])
         return len(indices) - len(failed), len(failed)
     even = [i for i in indices if i % 2 == 0]
     odd = [i for i in indices if i % 2 == 1]
-    results = await asyncio.gather(getter.fetch_sector(even), getter.fetch_sector(odd))
+    split = len(even) * PIECE_SIZE
+    results = await asyncio.gather(getter.fetch_sector(even, buffer[:split]),
+                                   getter.fetch_sector(odd, buffer[split: split + len(odd) * PIECE_SIZE]))
     failed = sum(len(f) for _, f in results)
     return len(indices) - failed, failed
 
@@ -94,6 +99,8 @@ async def benchmark(config: ShardedCacheBenchmarkConfig, out=sys.stdout) -> dict
         print(f"seed {seed}; history {info.history_size} segments; {pieces_in_sector} pieces per sector; "
               f"caches {dict(caches)}; item type {config.cache_item_type}", file=out, flush=True)
         limit = asyncio.Semaphore(config.concurrency)
+        per_sector = NUM_PIECES if config.cache_item_type == "segment" else pieces_in_sector
+        free_buffers = [memoryview(bytearray(per_sector * PIECE_SIZE)) for _ in range(config.concurrency)]
         totals = {"sectors": 0, "pieces": 0, "failures": 0, "seconds": 0.0}
         all_latencies: list[float] = []
         for epoch in range(config.epochs):
@@ -107,8 +114,12 @@ async def benchmark(config: ShardedCacheBenchmarkConfig, out=sys.stdout) -> dict
 
             async def one(indices: list[int]) -> None:
                 async with limit:
+                    buffer = free_buffers.pop()
                     started = time.monotonic()
-                    delivered, failed = await _download(getter, indices, config.cache_item_type)
+                    try:
+                        delivered, failed = await _download(getter, indices, config.cache_item_type, buffer)
+                    finally:
+                        free_buffers.append(buffer)
                     latencies.append(time.monotonic() - started)
                     counts["pieces"] += delivered
                     counts["failures"] += failed
@@ -129,7 +140,11 @@ async def benchmark(config: ShardedCacheBenchmarkConfig, out=sys.stdout) -> dict
                                           "retries": stats.get("retries", 0), "stalls": stats.get("stalls", 0),
                                           "source_errors": stats.get("source_errors", 0),
                                           "corrupt": stats.get("corrupt", 0), "pieces_in_sector": pieces_in_sector,
-                                          "sources": dict(getter.source_counts)})
+                                          "sources": dict(getter.source_counts),
+                                          "transferred": sum(getter.source_counts.values()),
+                                          "transferred_mib_per_s": round(sum(getter.source_counts.values()) * PIECE_SIZE
+                                                                         / 2**20 / totals["seconds"], 1)
+                                          if totals["seconds"] else 0.0})
         print(_line(result) + f", retries {result['retries']}, stalls {result['stalls']}", file=out, flush=True)
         return result
     finally:
