@@ -17,7 +17,8 @@ verified the piece; with a ``verifier`` (caches filling themselves, ``util verif
 piece is also checked against its segment commitment. A piece a source lacks, sends corrupt or
 fails to verify, and every piece of a source that errors or stalls (no progress for
 ``stall_timeout`` seconds), is retried from the next source; each retry is counted
-(``stats``) and logged, so a dead or stuck shard costs one timeout, never a silent stall.
+(``stats``) and logged, so a dead or stuck shard costs one timeout, never a silent stall, and
+it is then skipped by later calls for ``QUARANTINE_S`` seconds.
 Only pieces no source could provide come back in ``GetResult.missing``.
 
     getter = await PieceGetter.connect(bus, PeerClient(secret), cache_group="default",
@@ -53,6 +54,7 @@ log = structlog.get_logger("cache.getter")
 CONTROLLER = "controller"
 FIND = "controller-find"
 CONTROLLER_TIMEOUT_S = 60.0
+QUARANTINE_S = 30.0  # a source that stalled or failed is skipped by later calls for this long
 WRITE_BACK_LIMIT = 256
 
 
@@ -77,7 +79,7 @@ class GetResult:
 class PieceGetter:
     def __init__(self, bus: Bus, client: PeerClient, members: Callable[[], Iterable[Member]], *,
                  cache_group: str | None = None, priority=None, verifier=None,  # noqa: ANN001
-                 exclude: Iterable[str] = (), batch_size: int = 64, concurrency: int = 4,
+                 exclude: Iterable[str] = (), batch_size: int = 32, concurrency: int = 8,
                  stall_timeout: float = 10.0, shard_depth: int = 2, use_controller: bool = True,
                  write_back: bool = True, metrics=None) -> None:  # noqa: ANN001
         self.bus = bus
@@ -96,6 +98,7 @@ class PieceGetter:
         self.stats: collections.Counter[str] = collections.Counter()
         self.source_counts: collections.Counter[str] = collections.Counter()  # pieces per source
         self.metrics = metrics  # services.metrics.cache.PieceGetterMetrics (prometheus), optional
+        self._quarantine: dict[str, float] = {}  # source -> monotonic time it may be tried again
         self._watcher: MembershipWatcher | None = None
         self._write_back_task: asyncio.Task | None = None
 
@@ -208,7 +211,8 @@ class PieceGetter:
             rows = [[CONTROLLER] + [s for s in row if s != CONTROLLER] for row in rows]
         plan = dict(zip(pending, rows))
         attempt = dict.fromkeys(pending, 0)
-        bad_sources: set[str] = set()
+        now = time.monotonic()
+        bad_sources: set[str] = {s for s, until in self._quarantine.items() if until > now}
         while pending:
             groups: dict[str, list[int]] = collections.defaultdict(list)
             for index in pending:
@@ -273,6 +277,7 @@ class PieceGetter:
             verified = await self._verified(source, received, into)
             if len(verified) < len(received) and source not in (CONTROLLER, FIND):
                 bad_sources.add(source)  # it sent pieces that fail the check: trust it no more
+                self._quarantine[source] = time.monotonic() + QUARANTINE_S
             received = verified
         return received
 
@@ -298,6 +303,7 @@ class PieceGetter:
                             self.stats["source_missing"] += len(items.missing)
                 except PeerError as exc:
                     bad_sources.add(endpoint)
+                    self._quarantine[endpoint] = time.monotonic() + QUARANTINE_S
                     kind = "stalls" if isinstance(exc, PeerTimeout) else "source_errors"
                     self.stats[kind] += 1
                     log.warning("cache source failed; retrying elsewhere", source=endpoint, error=str(exc),
