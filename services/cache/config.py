@@ -11,9 +11,9 @@ DEFAULT_STALL_TIMEOUT_S = 10.0
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--kzg-params", default=None, metavar="PATH|dev",
-                        help="trusted setup the chain uses (default: the mainnet parameters; "
-                             "dev: the dev node's insecure setup)")
+    parser.add_argument("--kzg-params", default=None, metavar="mainnet|dev|PATH",
+                        help="trusted setup the chain uses (default: the packaged mainnet parameters, "
+                             "or $AUTONOMYS_KZG_PARAMS; dev: the dev node's insecure setup)")
     parser.add_argument("--stall-timeout", default=str(DEFAULT_STALL_TIMEOUT_S), metavar="SECONDS",
                         help=f"give up on a source that sends nothing for this long and use another "
                              f"(default {DEFAULT_STALL_TIMEOUT_S:g})")
@@ -26,5 +26,5 @@ def fields_from_args(args: argparse.Namespace) -> dict:
         kzg = kzg.strip()
         if not kzg:
             raise ConfigError("empty --kzg-params")
-        kzg = "dev" if kzg.lower() == "dev" else check_file(kzg, "--kzg-params")
+        kzg = kzg.lower() if kzg.lower() in ("dev", "mainnet") else check_file(kzg, "--kzg-params")
     return {"kzg_params": kzg, "stall_timeout_s": parse_seconds(args.stall_timeout, "--stall-timeout")}

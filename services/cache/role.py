@@ -34,7 +34,7 @@ from services.cache.messages import (
     bitmap,
 )
 from services.cache.server import get_pieces_handler
-from services.cache.verify import PieceVerifier, SegmentCommitments, load_kzg
+from services.cache.verify import PieceVerifier, SegmentCommitments
 from services.config import parse_host_port
 from services.controller.messages import (
     ArchivedSegmentHeaderBroadcast,
@@ -42,6 +42,7 @@ from services.controller.messages import (
     SegmentHeadersRequest,
 )
 from services.daemon import Daemon, DaemonError
+from services.kzg_setup import load_kzg
 from services.p2p.client import PeerClient
 from services.p2p.errors import P2PConfigError
 from services.p2p.server import PeerServer
@@ -123,7 +124,7 @@ class CacheRole(Daemon):
         try:
             self.kzg = await asyncio.to_thread(load_kzg, cfg.kzg_params)
         except ValueError as exc:
-            raise DaemonError(f"{self.role}: trusted setup: {exc} (--kzg-params PATH, or dev for a dev node)") from None
+            raise DaemonError(f"{self.role}: trusted setup: {exc} (--kzg-params mainnet|dev|PATH)") from None
         await self.open_storage()
         self.bus = bus = await Bus.connect(list(cfg.nats_servers), name=f"{self.role}-{self.instance}")
         membership = await Membership.open(bus)

@@ -6,8 +6,9 @@ goes through :meth:`PieceVerifier.verify` first; a piece that fails is never sto
 counted. Segment headers are immutable, so commitments learnt once are kept for the process
 lifetime (``SegmentCommitments``, 48 bytes per segment).
 
-The trusted setup must be the chain's: ``--kzg-params PATH`` (the mainnet file by default) or
-``--kzg-params dev`` for the dev node's insecure known-tau setup (:func:`load_kzg`).
+The trusted setup must be the chain's: ``--kzg-params mainnet|dev|PATH`` (the packaged mainnet
+setup by default; ``dev`` for the dev node's insecure known-tau setup), loaded with
+:func:`services.kzg_setup.load_kzg`.
 """
 
 from __future__ import annotations
@@ -19,19 +20,9 @@ from services.protocol.constants import NUM_PIECES
 from services.protocol.piece_batch import verify_pieces
 from services.protocol.segments import SegmentHeader
 
-DEV_KZG = "dev"
 VERIFY_BATCH = 256  # one 2^15-point MSM per batch (~0.3-0.5 s); ~2-5 ms per piece on top
 
 HeaderFetcher = Callable[[list[int]], Awaitable[list[SegmentHeader | None]]]
-
-
-def load_kzg(setting: str | None):  # noqa: ANN201 - services.protocol.kzg.Kzg
-    """``"dev"``: the insecure dev setup; a path: that file; None: the mainnet parameters."""
-    from services.protocol.kzg import Kzg
-
-    if setting == DEV_KZG:
-        return Kzg.dev()
-    return Kzg.from_file(setting)
 
 
 class SegmentCommitments:

@@ -25,7 +25,7 @@ class ShardedCacheConfig(CacheRoleConfig, frozen=True, kw_only=True):
     role: str = ROLE
     instance: str = msgspec.field(default_factory=lambda: default_instance(ROLE))
     listen: str = DEFAULT_LISTEN
-    kzg_params: str | None = None  # "dev", a path, or None for the mainnet parameters
+    kzg_params: str | None = None  # "mainnet", "dev", a path, or None (mainnet / $AUTONOMYS_KZG_PARAMS)
     stall_timeout_s: float = DEFAULT_STALL_TIMEOUT_S
 
 

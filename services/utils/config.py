@@ -112,12 +112,12 @@ class ExportPieceConfig(JsonConfig, frozen=True, kw_only=True):
 
 
 def parse_kzg_setting(value: str | None) -> str | None:
-    """``--kzg-params``: ``dev`` (the dev node's insecure setup), a readable file, or None
-    (default: the command decides, see its help)."""
+    """``--kzg-params``: ``dev`` (the dev node's insecure setup), ``mainnet``, a readable file, or
+    None (default: the command decides, see its help)."""
     if value is None or not value.strip():
         return None
-    if value.strip().lower() == "dev":
-        return "dev"
+    if value.strip().lower() in ("dev", "mainnet"):
+        return value.strip().lower()
     return check_file(value, "--kzg-params")
 
 
@@ -226,7 +226,7 @@ def add_export_piece_arguments(parser: argparse.ArgumentParser) -> None:
                         help="node RPC URL (default: $NODE_URL, else http://127.0.0.1:9944)")
     parser.add_argument("--output", "-o", default=DEFAULT_EXPORT_DIR, metavar="DIR",
                         help=f"output directory (default ./{DEFAULT_EXPORT_DIR})")
-    parser.add_argument("--kzg-params", default=None, metavar="PATH|dev",
+    parser.add_argument("--kzg-params", default=None, metavar="mainnet|dev|PATH",
                         help="trusted setup (default: the dev setup for a dev node, else the mainnet parameters)")
     parser.add_argument("--first-segment", default=None, metavar="N",
                         help="re-export from this segment (earlier exported segments are kept; default: resume)")

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 from services.cache.history_store import ARCHIVER_STATE_FILE, HistoryStore
 from services.cache.store import StoreError, atomic_write
-from services.cache.verify import DEV_KZG, load_kzg
+from services.kzg_setup import DEV, KzgSetupError, load_kzg
 from services.node.rpc_client import NodeRpcClient, RpcConnectionError, RpcError
 from services.protocol.archiver import Archiver, ArchivedSegment
 from services.protocol.constants import NUM_PIECES, PIECE_SIZE, RECORDED_HISTORY_SEGMENT_SIZE
@@ -149,7 +149,7 @@ async def export(config: ExportPieceConfig) -> ExportSummary:
         raise ExportError(f"cannot reach the node at {config.node_url}: {exc}") from None
     try:
         source = await open_block_source(client)
-        kzg_setting = config.kzg_params or (DEV_KZG if source.kind == "dev" else None)
+        kzg_setting = config.kzg_params or (DEV if source.kind == "dev" else None)
         kzg = await asyncio.to_thread(load_kzg, kzg_setting)
         erasure = ErasureCoding(16)
         store = HistoryStore(config.output_dir)
@@ -202,7 +202,7 @@ def main(config: ExportPieceConfig) -> int:
     configure_logging(config.log_level, config.json_logs)
     try:
         summary = asyncio.run(export(config))
-    except KzgError as exc:
+    except (KzgError, KzgSetupError) as exc:
         print(f"error: trusted setup: {exc} (pass --kzg-params PATH, or --kzg-params dev for a dev node)",
               file=sys.stderr)
         return 1

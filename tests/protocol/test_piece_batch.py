@@ -18,10 +18,10 @@ SEED = 20261201
 
 @pytest.fixture(scope="module")
 def reference():
-    from services.protocol.kzg import Kzg
+    from services.kzg_setup import load_kzg_file
 
     data = json.loads(require_vectors("archiver_ref.json").read_text())
-    kzg = Kzg.from_file(require_mainnet_kzg())
+    kzg = load_kzg_file(require_mainnet_kzg())
     commitments, pieces = {}, []
     for segment in data["segments"]:
         header = segment["header"]
