@@ -51,6 +51,8 @@ class ShardedCacheService(CacheRole):
         self.owned = 0
         self.missing = 0
         self.fill_stats = {"filled": 0, "unavailable": 0}
+        self._in_flight: set[int] = set()  # being fetched by the fill loop or for a new segment
+        self._landed = asyncio.Event()  # set whenever in-flight pieces were stored
 
     # ---- storage
 
@@ -157,6 +159,8 @@ class ShardedCacheService(CacheRole):
             owned = await asyncio.to_thread(self.owned_indices, placement, 0, self.history * NUM_PIECES)
             target = owned[-self.slots:] if len(owned) > self.slots else owned  # newest history first
             missing = target[~self.holdings(target)] if len(target) else target
+            if self._in_flight and len(missing):
+                missing = missing[~np.isin(missing, np.fromiter(self._in_flight, dtype=np.int64))]
             self.owned, self.missing = int(len(target)), int(len(missing))
             if len(missing) == 0:
                 await self._publish_capacity()
@@ -178,12 +182,13 @@ class ShardedCacheService(CacheRole):
             queued = 0
             while True:
                 while queued < len(batches) and len(in_flight) < FILL_PIPELINE and not self.fill_interrupted:
-                    in_flight.append(asyncio.ensure_future(self.getter.get_pieces(batches[queued])))
+                    batch = [i for i in batches[queued] if i not in self._in_flight]
+                    self._in_flight.update(batch)
+                    in_flight.append(asyncio.ensure_future(self._fetch_and_store(batch)))
                     queued += 1
                 if not in_flight:
                     break
-                result = await in_flight.popleft()
-                stored = await asyncio.to_thread(self._put, list(result.pieces.items()))
+                result, stored = await in_flight.popleft()
                 fetched += len(result.pieces) + len(result.missing)
                 done += stored
                 unavailable += len(result.missing)
@@ -211,6 +216,16 @@ class ShardedCacheService(CacheRole):
         if unavailable:  # nobody has them right now: try again later, not in a tight loop
             await self.wait_for_work(IDLE_RECHECK_S)
 
+    async def _fetch_and_store(self, indices: list[int], controller_first: bool = False):  # noqa: ANN202
+        """Fetch (verified) and store pieces this process marked in flight; unmarks them."""
+        try:
+            result = await self.getter.get_pieces(indices, controller_first=controller_first)
+            stored = await asyncio.to_thread(self._put, list(result.pieces.items()))
+            return result, stored
+        finally:
+            self._in_flight.difference_update(indices)
+            self._landed.set()
+
     # ---- new segments
 
     async def take_segment(self, header: SegmentHeader) -> tuple[int, bool]:
@@ -218,11 +233,14 @@ class ShardedCacheService(CacheRole):
         self.history = max(self.history, index + 1)
         placement = self.placement()
         owned = self.owned_indices(placement, index * NUM_PIECES, (index + 1) * NUM_PIECES)
+        while any(int(i) in self._in_flight for i in owned):  # the fill loop is fetching some already
+            self._landed.clear()
+            await self._landed.wait()
         need = [int(i) for i, held in zip(owned, self.holdings(owned)) if not held]
         if need:
             await asyncio.to_thread(self._make_room, len(need), owned)
-            result = await self.getter.get_pieces(need, controller_first=True)
-            await asyncio.to_thread(self._put, list(result.pieces.items()))
+            self._in_flight.update(need)
+            await self._fetch_and_store(need, controller_first=True)
         held = int(self.holdings(owned).sum()) if len(owned) else 0
         self.owned += len(owned)
         self.missing += len(owned) - held
