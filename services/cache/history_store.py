@@ -193,33 +193,38 @@ class HistoryStore:
             self._fds[segment_index] = fd
         return fd
 
-    def read_raw(self, piece_index: int, buffer: memoryview | bytearray) -> bool:
-        """Piece bytes from disk whatever their state (for checking unverified pieces)."""
+    def read_raw(self, piece_index: int, buffer: memoryview | bytearray, nowait: bool = False) -> bool:
+        """Piece bytes from disk whatever their state (for checking unverified pieces); with
+        ``nowait`` only from the page cache (``BlockingIOError`` otherwise)."""
         view = memoryview(buffer).cast("B")
         segment_index, position = divmod(int(piece_index), NUM_PIECES)
         if not 0 <= segment_index < self.segments:
             return False
         with self._lock:
             fd = self._fd(segment_index)
-        return os.preadv(fd, [view], position * PIECE_SIZE) == PIECE_SIZE
+        got = os.preadv(fd, [view], position * PIECE_SIZE, os.RWF_NOWAIT if nowait else 0)
+        if nowait and got < PIECE_SIZE:
+            raise BlockingIOError("piece not (all) in the page cache")
+        return got == PIECE_SIZE
 
     def read_into(self, piece_index: int, buffer: memoryview | bytearray) -> bool:
         """A verified piece into ``buffer`` after re-checking its checksum (False if not held)."""
         return self._read_checked(piece_index, buffer) is not None
 
-    def read_piece(self, piece_index: int) -> tuple[bytearray, bytes] | None:
-        """``(fresh buffer with the piece, its BLAKE3)`` after checking it, or None."""
+    def read_piece(self, piece_index: int, nowait: bool = False) -> tuple[bytearray, bytes] | None:
+        """``(fresh buffer with the piece, its BLAKE3)`` after checking it, or None (``nowait``:
+        see :meth:`PieceStore.read_piece <services.cache.store.PieceStore.read_piece>`)."""
         buffer = bytearray(PIECE_SIZE)
-        digest = self._read_checked(piece_index, buffer)
+        digest = self._read_checked(piece_index, buffer, nowait)
         return None if digest is None else (buffer, digest)
 
-    def _read_checked(self, piece_index: int, buffer: memoryview | bytearray) -> bytes | None:
+    def _read_checked(self, piece_index: int, buffer: memoryview | bytearray, nowait: bool = False) -> bytes | None:
         index = int(piece_index)
         with self._lock:
             if not 0 <= index < len(self._state) or self._state[index] != VERIFIED:
                 return None
             expected = self._sums[index].tobytes()
-        if self.read_raw(index, buffer) and read_check(memoryview(buffer).cast("B"), expected):
+        if self.read_raw(index, buffer, nowait) and read_check(memoryview(buffer).cast("B"), expected):
             return expected[:32]
         with self._lock:
             if self._state[index] == VERIFIED and self._sums[index].tobytes() == expected:

@@ -47,8 +47,8 @@ class PriorityCache:
     def read_into(self, piece_index: int, buffer: memoryview | bytearray) -> bool:
         return self._store.read_into(piece_index, buffer)
 
-    def read_piece(self, piece_index: int) -> tuple[bytearray, bytes] | None:
-        return self._store.read_piece(piece_index)
+    def read_piece(self, piece_index: int, nowait: bool = False) -> tuple[bytearray, bytes] | None:
+        return self._store.read_piece(piece_index, nowait)
 
     def contains_many(self, piece_indices: Sequence[int] | np.ndarray) -> np.ndarray:
         return self._store.contains_many(piece_indices)

@@ -97,7 +97,7 @@ class CacheRole(Daemon):
     def holdings(self, piece_indices: list[int]) -> np.ndarray:
         raise NotImplementedError
 
-    def read_piece(self, piece_index: int) -> tuple[bytearray, bytes] | None:
+    def read_piece(self, piece_index: int, nowait: bool = False) -> tuple[bytearray, bytes] | None:
         raise NotImplementedError
 
     def capacity_fields(self) -> dict[str, int | float]:

@@ -351,13 +351,15 @@ class PieceStore:
         is not held or its bytes are corrupt (then it is dropped from the index)."""
         return self._read_checked(piece_index, buffer) is not None
 
-    def read_piece(self, piece_index: int) -> tuple[bytearray, bytes] | None:
-        """``(fresh buffer with the piece, its BLAKE3)`` after checking it, or None."""
+    def read_piece(self, piece_index: int, nowait: bool = False) -> tuple[bytearray, bytes] | None:
+        """``(fresh buffer with the piece, its BLAKE3)`` after checking it, or None. With
+        ``nowait`` only from the page cache: ``BlockingIOError`` if the read would wait for the
+        disk (the data plane then reads it on a worker thread instead of on its event loop)."""
         buffer = bytearray(PIECE_SIZE)
-        digest = self._read_checked(piece_index, buffer)
+        digest = self._read_checked(piece_index, buffer, nowait)
         return None if digest is None else (buffer, digest)
 
-    def _read_checked(self, piece_index: int, buffer: memoryview | bytearray) -> bytes | None:
+    def _read_checked(self, piece_index: int, buffer: memoryview | bytearray, nowait: bool = False) -> bytes | None:
         view = memoryview(buffer).cast("B")
         if len(view) != PIECE_SIZE:
             raise ValueError(f"read buffer must be {PIECE_SIZE} bytes, got {len(view)}")
@@ -369,9 +371,13 @@ class PieceStore:
             self._clock += 1
             self._slot_used[slot] = self._clock
         try:
-            got = os.preadv(self._data_fd, [view], slot * PIECE_SIZE)
+            got = os.preadv(self._data_fd, [view], slot * PIECE_SIZE, os.RWF_NOWAIT if nowait else 0)
+        except BlockingIOError:
+            raise
         except OSError:
             got = -1
+        if nowait and 0 <= got < PIECE_SIZE:
+            raise BlockingIOError("piece not (all) in the page cache")
         self.reads += 1
         if got == PIECE_SIZE and read_check(view, expected):
             return expected[:32]

@@ -72,9 +72,9 @@ class FullPieceCacheService(CacheRole):
         assert self.history is not None
         return self.history.contains_many(piece_indices)
 
-    def read_piece(self, piece_index: int) -> tuple[bytearray, bytes] | None:
+    def read_piece(self, piece_index: int, nowait: bool = False) -> tuple[bytearray, bytes] | None:
         assert self.history is not None
-        found = self.history.read_piece(piece_index)
+        found = self.history.read_piece(piece_index, nowait)
         if found is None and 0 <= piece_index < self.history.pieces:
             self.wake_fill()  # bad or not verified yet: the fill loop takes care of it
         return found

@@ -91,10 +91,10 @@ class ShardedCacheService(CacheRole):
             held |= store.contains_many(piece_indices)
         return held
 
-    def read_piece(self, piece_index: int) -> tuple[bytearray, bytes] | None:
+    def read_piece(self, piece_index: int, nowait: bool = False) -> tuple[bytearray, bytes] | None:
         for store in self.stores:
             if piece_index in store:
-                found = store.read_piece(piece_index)
+                found = store.read_piece(piece_index, nowait)
                 if found is not None:
                     return found
                 self.wake_fill()  # it was corrupt and is dropped now: refetch it

@@ -33,6 +33,23 @@ def test_put_get_reopen(tmp_path: Path) -> None:
         assert store.get(4) is None
 
 
+def test_page_cache_only_reads(tmp_path: Path) -> None:
+    with PieceStore(tmp_path, 2) as store:
+        store.put_many([(1, piece_bytes(1))])
+        with open(tmp_path / "pieces.dat", "rb") as f:
+            os.posix_fadvise(f.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
+        try:  # cold: either still cached by the kernel, or "would block" (never wrong bytes)
+            cold = store.read_piece(1, nowait=True)
+            assert cold is not None and bytes(cold[0]) == piece_bytes(1)
+        except BlockingIOError:
+            pass
+        buffer, digest = store.read_piece(1)  # a blocking read brings it into the page cache
+        assert bytes(buffer) == piece_bytes(1) and len(digest) == 32
+        hot = store.read_piece(1, nowait=True)
+        assert hot is not None and bytes(hot[0]) == piece_bytes(1) and hot[1] == digest
+        assert store.read_piece(2, nowait=True) is None
+
+
 def test_full_store_refuses_or_evicts_least_recently_read(tmp_path: Path) -> None:
     with PieceStore(tmp_path, 2) as store:
         store.put_many([(1, piece_bytes(1)), (2, piece_bytes(2))])
