@@ -23,9 +23,9 @@ from services.node import dev_history  # noqa: E402
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
-def _export(node_url: str, out: Path, stop_after_progress: bool = False) -> tuple[int, str]:
+def _export(node_url: str, out: Path, *flags: str, stop_after_progress: bool = False) -> tuple[int, str]:
     http_url = node_url.replace("ws://", "http://")  # the manual's NODE_URL form
-    proc = subprocess.Popen([sys.executable, "-m", "services", "export-piece", "--output", str(out)],
+    proc = subprocess.Popen([sys.executable, "-m", "services", "export-piece", "--output", str(out), *flags],
                             cwd=REPO_ROOT, env={**os.environ, "NODE_URL": http_url, "PYTHONPATH": str(REPO_ROOT)},
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     if stop_after_progress:
@@ -63,5 +63,8 @@ def test_export_rebuilds_the_dev_chain_history(tmp_path: Path, tmp_path_factory)
 
         code, text = _export(url, out)
         assert code == 0 and "exported 0 segments" in text, text
+        code, text = _export(url, out, "--first-segment", "0")  # re-export from segment 0
+        assert code == 0 and "exported 1 segments" in text, text
+        assert (out / "segments" / "0000000000.pieces").read_bytes() == exported
     finally:
         assert node.terminate() == 0
