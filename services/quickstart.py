@@ -229,13 +229,14 @@ def program_commands(config: QuickstartConfig, layout: Layout) -> dict[str, list
                                                 "--listen-on", f"127.0.0.1:{layout.full_cache_port}",
                                                 "--kzg-params", "dev"]
     if "proof-server" in layout.roles:
-        commands["proof-server"] = [*cluster, "proof-server"]
+        commands["proof-server"] = [*cluster, "proof-server", "--kzg-params", "dev"]  # the dev node's setup
     if "plot-server" in layout.roles:
         commands["plot-server"] = [*cluster, "plot-server", "--listen-host", "127.0.0.1",
                                    "--listen-port", str(layout.plot_server_port), "--priority-cache",
                                    str(layout.path("plot-server"))]
     if "plot-client" in layout.roles:
         commands["plot-client"] = [*cluster, "plot-client", "--reward-address", config.reward_address,
+                                   "--kzg-params", "dev",  # the dev node's setup
                                    f"path={layout.path('farms', 'farm-0')},sectors={config.sectors}"]
     return commands
 
