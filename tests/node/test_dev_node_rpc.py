@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 import re
+import time
 
 import pytest
 import websockets
