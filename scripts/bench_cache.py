@@ -43,23 +43,28 @@ PIECES_IN_SECTOR = 1000
 
 def build_history(node_dir: Path, segments: int) -> None:
     """Archive ``segments`` segments of zero blocks into a dev-node data directory."""
+    from concurrent.futures import ThreadPoolExecutor
+
     from services.protocol.archiver import Archiver
     from services.protocol.erasure import ErasureCoding
     from services.protocol.kzg import Kzg
+    from services.protocol.parallel import Workers
 
     headers_file = node_dir / "segment-headers.jsonl"
     if headers_file.exists() and len(headers_file.read_text().splitlines()) >= segments:
         return
     (node_dir / "segments").mkdir(parents=True, exist_ok=True)
-    archiver = Archiver(Kzg.dev(), ErasureCoding(16))
-    lines, number, started = [], 0, time.monotonic()
-    while len(lines) < segments:
-        for segment in archiver.add_block(bytes(BLOCK_SIZE), number):
-            index = segment.header.segment_index
-            (node_dir / "segments" / f"{index:08d}.pieces").write_bytes(b"".join(bytes(p) for p in segment.pieces))
-            lines.append(json.dumps(segment.header.to_json(), separators=(",", ":")))
-            print(f"archived synthetic segment {index} ({time.monotonic() - started:.0f} s)", flush=True)
-        number += 1
+    threads = os.cpu_count() or 1
+    with ThreadPoolExecutor(threads) as pool:
+        archiver = Archiver(Kzg.dev(), ErasureCoding(16), Workers(pool, threads))
+        lines, number, started = [], 0, time.monotonic()
+        while len(lines) < segments:
+            for segment in archiver.add_block(bytes(BLOCK_SIZE), number):
+                index = segment.header.segment_index
+                (node_dir / "segments" / f"{index:08d}.pieces").write_bytes(b"".join(bytes(p) for p in segment.pieces))
+                lines.append(json.dumps(segment.header.to_json(), separators=(",", ":")))
+                print(f"archived synthetic segment {index} ({time.monotonic() - started:.0f} s)", flush=True)
+            number += 1
     headers_file.write_text("\n".join(lines[:segments]) + "\n")
     (node_dir / "archiver.state").write_bytes(archiver.to_state())
 

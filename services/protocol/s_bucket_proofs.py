@@ -76,15 +76,13 @@ def proofs_from_tables(tables) -> SBucketProofs:  # noqa: ANN001 - pos.Tables or
     return check_s_bucket_proofs(SBucketProofs(found, proofs))
 
 
-def chia_proofs_for_seed(backend: str = "auto") -> ProofsForSeed:
+def chia_proofs_for_seed(backend: str | None = "auto") -> ProofsForSeed:
     """``ProofsForSeed`` building the real K=20 Chia tables (the protocol's PoS) on ``backend``
-    (``cpu``, ``gpu`` or ``auto``: see ``services.protocol.pos.api.resolve_backend``). On the CPU
+    (``cpu``, ``gpu`` or ``auto``; None = auto: see ``services.protocol.pos.api.resolve_backend``;
+    callers wanting ``$AUTONOMYS_POS_BACKEND`` pass ``services.pos_backend.pos_backend()``). On the CPU
     each calling thread builds in its own reused arena and keeps only what the s-bucket search
     reads (``services.protocol.pos.scratch``)."""
     from services.protocol.pos import create_tables  # heavy numba import, only when used
-    from services.protocol.pos.api import resolve_backend
-
-    resolve_backend(backend)  # a bad name fails here, not at the first record
 
     def proofs_for_seed(seed: bytes) -> SBucketProofs:
         return proofs_from_tables(create_tables(seed, 20, backend))

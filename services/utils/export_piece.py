@@ -14,13 +14,17 @@ Progress: pieces, MiB/s, ETA on stderr; a summary line on stdout at the end.
 
 The trusted setup: ``--kzg-params`` if given, else the dev setup for a dev node and the mainnet
 parameters for a real node (a wrong choice fails at the first segment's commitment check).
+Archiving a segment (record commitments, witnesses, erasure coding) is split over a thread pool
+of one thread per core (at most 8) that this tool owns and hands to the archiver.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from services.cache.history_store import ARCHIVER_STATE_FILE, HistoryStore
@@ -30,6 +34,7 @@ from services.node.rpc_client import NodeRpcClient, RpcConnectionError, RpcError
 from services.protocol.archiver import Archiver, ArchivedSegment
 from services.protocol.constants import NUM_PIECES, PIECE_SIZE, RECORDED_HISTORY_SEGMENT_SIZE
 from services.protocol.kzg import KzgError
+from services.protocol.parallel import Workers
 from services.protocol.piece_batch import verify_pieces
 from services.protocol.segments import SegmentHeader
 from services.utils.block_source import BlockSource, BlockSourceError, open_block_source
@@ -38,6 +43,7 @@ from services.utils.progress import Progress
 
 PREFETCH_BLOCKS = 8
 NODE_TIMEOUT_S = 120.0
+MAX_ARCHIVE_THREADS = 8
 
 
 class ExportError(Exception):
@@ -75,20 +81,22 @@ async def _newest_segment(client: NodeRpcClient) -> int:
     return headers[-1].segment_index
 
 
-async def _archiver_after(store: HistoryStore, count: int, source: BlockSource, kzg, erasure) -> Archiver:  # noqa: ANN001
+async def _archiver_after(store: HistoryStore, count: int, source: BlockSource, kzg, erasure,  # noqa: ANN001
+                          workers: Workers) -> Archiver:
     """An archiver positioned right after the first ``count`` exported segments."""
     if count == 0:
-        return Archiver(kzg, erasure)
+        return Archiver(kzg, erasure, workers)
     header = store.headers[count - 1]
     number = header.last_archived_block.number
     block = await source.block(number)
     if block is None:
         raise ExportError(f"the node does not have block {number} (the last block of segment {count - 1}); "
                           "an archival node (--blocks-pruning archive) is needed")
-    return Archiver.with_initial_state(kzg, erasure, header, block)
+    return Archiver.with_initial_state(kzg, erasure, header, block, workers)
 
 
-async def _resume(config: ExportPieceConfig, store: HistoryStore, source: BlockSource, kzg, erasure) -> Archiver:  # noqa: ANN001
+async def _resume(config: ExportPieceConfig, store: HistoryStore, source: BlockSource, kzg, erasure,  # noqa: ANN001
+                  workers: Workers) -> Archiver:
     state_path = store.path / ARCHIVER_STATE_FILE
     if config.first_segment is not None and config.first_segment < store.segments:
         store.truncate_headers(config.first_segment)
@@ -98,14 +106,14 @@ async def _resume(config: ExportPieceConfig, store: HistoryStore, source: BlockS
                           f"{store.segments}; it must start from there")
     if state_path.exists():
         try:
-            archiver = Archiver.from_state(kzg, erasure, state_path.read_bytes())
+            archiver = Archiver.from_state(kzg, erasure, state_path.read_bytes(), workers)
         except ValueError as exc:
             archiver = None
             print(f"warning: {state_path} is unusable ({exc}); rebuilding it from the last segment", file=sys.stderr)
         if archiver is not None and archiver.segment_index <= store.segments:
             store.truncate_headers(archiver.segment_index)
             return archiver
-    return await _archiver_after(store, store.segments, source, kzg, erasure)
+    return await _archiver_after(store, store.segments, source, kzg, erasure, workers)
 
 
 async def _prefetch(source: BlockSource, first: int, queue: asyncio.Queue) -> None:
@@ -147,6 +155,9 @@ async def export(config: ExportPieceConfig) -> ExportSummary:
         await client.connect()
     except RpcConnectionError as exc:
         raise ExportError(f"cannot reach the node at {config.node_url}: {exc}") from None
+    threads = max(1, min(MAX_ARCHIVE_THREADS, os.cpu_count() or 1))
+    pool = ThreadPoolExecutor(threads, thread_name_prefix="archive")
+    workers = Workers(pool, threads)
     try:
         source = await open_block_source(client)
         kzg_setting = config.kzg_params or (DEV if source.kind == "dev" else None)
@@ -156,7 +167,7 @@ async def export(config: ExportPieceConfig) -> ExportSummary:
         try:
             newest = await _newest_segment(client)
             target = newest if config.last_segment is None else min(newest, config.last_segment)
-            archiver = await _resume(config, store, source, kzg, erasure)
+            archiver = await _resume(config, store, source, kzg, erasure, workers)
             resumed_from = store.segments
             progress = Progress("export", (target + 1) * NUM_PIECES, done=store.segments * NUM_PIECES,
                                 bytes_per_item=PIECE_SIZE)
@@ -193,6 +204,7 @@ async def export(config: ExportPieceConfig) -> ExportSummary:
         finally:
             store.close()
     finally:
+        pool.shutdown(wait=False, cancel_futures=True)  # an abandoned segment must not block the loop
         await client.close()
 
 

@@ -40,8 +40,11 @@ def available_backends() -> list[str]:
     return ["cpu", "gpu"] if gpu_available() else ["cpu"]
 
 
-def resolve_backend(backend: str) -> str:
-    """The concrete backend (``cpu`` or ``gpu``) for a requested ``cpu``, ``gpu`` or ``auto``."""
+def resolve_backend(backend: str | None) -> str:
+    """The concrete backend (``cpu`` or ``gpu``) for a requested ``cpu``, ``gpu`` or ``auto``
+    (None, kept for older callers, is ``auto``: the environment is not read here)."""
+    if backend is None:
+        backend = "auto"
     if not isinstance(backend, str):
         raise ValueError(f"PoS backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
     requested = backend.strip().lower()
@@ -54,7 +57,7 @@ def resolve_backend(backend: str) -> str:
     return requested
 
 
-def create_tables(seed: bytes, k: int = 20, backend: str = "auto", *, keep_table_ys: bool = False,
+def create_tables(seed: bytes, k: int = 20, backend: str | None = "auto", *, keep_table_ys: bool = False,
                   scratch: TableScratch | None = None) -> Tables:
     """Build tables 1..7 for ``seed`` (32 bytes) at size ``k`` on ``backend``.
 

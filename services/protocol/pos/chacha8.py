@@ -111,6 +111,13 @@ def keystream_into(seed, n_blocks, out):
         _block_into(key, block, out, block * 16)
 
 
+def keystream_words(seed: np.ndarray, n_blocks: int) -> np.ndarray:
+    """``n_blocks`` ChaCha8 blocks as a new uint32 array (the dev history's block filler)."""
+    out = np.empty(n_blocks * 16, dtype=np.uint32)
+    keystream_into(seed, n_blocks, out)
+    return out
+
+
 @njit(cache=True, nogil=True, inline="always")
 def _read_be64(stream, byte_offset):
     v = np.uint64(0)

@@ -88,8 +88,9 @@ def test_backend_selection(monkeypatch):
     with pytest.raises(ValueError, match="bogus"):
         resolve_backend("bogus")
     with pytest.raises(ValueError, match="cpu, gpu, auto"):
-        resolve_backend(None)
+        resolve_backend(3)
     assert resolve_backend("auto") in ("cpu", "gpu")
+    assert resolve_backend(None) == resolve_backend("auto")  # older callers' None: no environment
     if "gpu" not in available_backends():
         with pytest.raises(RuntimeError, match="gpu"):
             resolve_backend("gpu")
