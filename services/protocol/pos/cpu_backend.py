@@ -58,6 +58,15 @@ def _match(scratch: TableScratch, kept: int, bucket_start: np.ndarray, n_buckets
 
 
 def build_tables_cpu(seed: bytes, k: int, scratch: TableScratch, keep_table_ys: bool = False) -> TableArrays:
+    if not scratch.in_use.acquire(blocking=False):
+        raise RuntimeError("this TableScratch is in use by another table build (one build per arena at a time)")
+    try:
+        return _build(seed, k, scratch, keep_table_ys)
+    finally:
+        scratch.in_use.release()
+
+
+def _build(seed: bytes, k: int, scratch: TableScratch, keep_table_ys: bool) -> TableArrays:
     n_buckets = num_buckets(k)
     bits = table_pair_bits(k)
     scratch.prepare(k)

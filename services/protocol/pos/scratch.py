@@ -10,8 +10,8 @@ and reused by every build given it.
 
 Who owns it: the caller. ``create_tables(..., scratch=None)`` uses :func:`thread_scratch`, the
 calling thread's arena (threads of a plotting pool each keep one for their lifetime; a thread
-that stops plotting may drop it with :func:`release_thread_scratch`). An arena is not
-thread-safe: one build at a time.
+that stops plotting may drop it with :func:`release_thread_scratch`). An arena serves one build
+at a time: a second build given the same arena meanwhile is refused (RuntimeError).
 
 Buffers (``C`` = capacity entries, all reused for every table of a build):
   ``y_parent`` / ``y_new`` uint32 C each: the sorted parent ys and Fn's new ys (swapped per table);
@@ -39,13 +39,8 @@ class TableScratch:
     HEADROOM_SHIFT = 4  # room for 2^K + 2^K / 16 entries: K=20 tables hold up to ~1.08 * 2^K
 
     def __init__(self) -> None:
-        self.capacity = 0
-        self._headroom = 0
-        self._dtypes: dict[str, np.dtype] | None = None
-        self.y_parent = self.y_new = self.order = np.empty(0, np.uint32)
-        self.meta_parent_hi = self.meta_new_hi = np.empty(0, np.uint16)
-        self.meta_parent_lo = self.meta_new_lo = np.empty(0, np.uint64)
-        self.pairs = np.empty(0, np.uint32)
+        self.in_use = threading.Lock()  # held by the build working in it
+        self.release()
 
     @staticmethod
     def _dtypes_for(k: int) -> dict[str, np.dtype]:
@@ -90,7 +85,13 @@ class TableScratch:
 
     def release(self) -> None:
         """Drop every buffer (the next build allocates again)."""
-        self.__init__()  # noqa: PLC2801 - back to the empty state
+        self.capacity = 0
+        self._headroom = 0
+        self._dtypes: dict[str, np.dtype] | None = None
+        self.y_parent = self.y_new = self.order = np.empty(0, np.uint32)
+        self.meta_parent_hi = self.meta_new_hi = np.empty(0, np.uint16)
+        self.meta_parent_lo = self.meta_new_lo = np.empty(0, np.uint64)
+        self.pairs = np.empty(0, np.uint32)
 
 
 _local = threading.local()

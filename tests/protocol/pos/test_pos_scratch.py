@@ -8,6 +8,7 @@ backend's host-side packing must give the CPU layout. Checked against the refere
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from pos_vector_data import load_vectors
 
 from services.protocol.hashes import blake3_hash
@@ -104,15 +105,18 @@ def test_tables_keep_only_what_proof_search_needs():
     assert np.array_equal(lean.table_ys(7), full.table_ys(7))
     assert lean.nbytes < full.nbytes
     for table in range(1, 7):
-        try:
+        with pytest.raises(ValueError, match="keep_table_ys=True"):
             lean.table_ys(table)
-        except ValueError as error:
-            assert "keep_table_ys=True" in str(error)
-        else:
-            raise AssertionError(f"table {table} ys should not be kept")
     proofs, found = lean.find_proofs_for_all_s_buckets()
     full_proofs, full_found = full.find_proofs_for_all_s_buckets()
     assert np.array_equal(found, full_found) and np.array_equal(proofs, full_proofs)
+
+
+def test_an_arena_serves_one_build_at_a_time():
+    scratch = TableScratch()
+    with scratch.in_use, pytest.raises(RuntimeError, match="in use by another table build"):
+        create_tables(bytes(32), 12, backend="cpu", scratch=scratch)  # as if another thread built in it
+    assert create_tables(bytes(32), 12, backend="cpu", scratch=scratch).table_sizes[0] == 1 << 12
 
 
 def test_thread_scratch_is_per_thread_and_releasable():
