@@ -288,14 +288,15 @@ class WorkQueue(Generic[J]):
         except nats.js.errors.APIError as exc:
             raise BusError(f"cannot set up work queue {self.stream}: {exc.description or exc}") from None
 
-    async def publish(self, job: J, timeout: float = 10.0) -> Published:
-        """Queue ``job`` (a repeat of its ``job_id`` within the duplicate window is not queued
-        again: ``duplicate`` is True and ``sequence`` is the first one's)."""
+    async def publish(self, job: J, *, msg_id: str | None = None, timeout: float = 10.0) -> Published:
+        """Queue ``job`` (a repeat of its ``msg_id``, by default its ``job_id``, within the
+        duplicate window is not queued again: ``duplicate`` is True and ``sequence`` is the first
+        one's). A job deliberately queued again (after its deliveries ran out) takes a new one."""
         if not isinstance(job, self.job_type):
             raise TypeError(f"expected {self.job_type.__name__}, got {type(job).__name__}")
         try:
             ack = await self.bus.js.publish(self.subject, encode(job), timeout=timeout,
-                                            headers={MSG_ID_HEADER: job.job_id})
+                                            headers={MSG_ID_HEADER: msg_id or job.job_id})
         except nats.js.errors.APIError as exc:
             raise BusError(f"cannot queue job {job.job_id} on {self.stream}: {exc.description or exc}") from None
         return Published(ack.seq, bool(ack.duplicate))

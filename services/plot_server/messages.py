@@ -31,11 +31,15 @@ from __future__ import annotations
 
 import msgspec
 
-from services.bus.jobs import Job
+from services.bus.jobs import Job, WorkQueueSettings
 from services.bus.message import Message
 from services.protocol.sector import FarmerProtocolInfo, PlottedSector
 
 PLOT_SECTOR_QUEUE = "plot-sector"
+# Both sides open the queue with these (the consumer's settings follow whoever opens it last):
+# a dead holder's job is redelivered within 30 s (holders heartbeat every 10 s), at most 5
+# deliveries, a job id is remembered for 10 min (plot-client restarts re-queue without copies).
+SECTOR_JOB_QUEUE = WorkQueueSettings(ack_wait=30.0, max_deliver=5, duplicate_window=600.0)
 
 # progress stages
 STAGE_CLAIMED = "claimed"
