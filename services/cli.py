@@ -19,7 +19,15 @@ import json
 import sys
 from typing import Any, Callable, NoReturn, Sequence
 
-from services.config import CommonArgs, ConfigError, dedupe_nats_servers, parse_listen, parse_log_level
+from services.config import (
+    CommonArgs,
+    ConfigError,
+    dedupe_nats_servers,
+    parse_cluster_secret,
+    parse_listen,
+    parse_log_level,
+)
+from services.p2p.secret import NO_SECRET
 
 PROG = "autonomys-farmer"
 
@@ -120,6 +128,12 @@ def build_parser() -> argparse.ArgumentParser:
     cluster = _add_command(commands, "cluster", "run one cluster role", "nats_servers")
     cluster.add_argument("--prometheus-listen-on", "--metrics-listen", dest="metrics_listen", default=None,
                          metavar="HOST:PORT", help="Prometheus metrics listener")
+    secret = cluster.add_mutually_exclusive_group()
+    secret.add_argument("--cluster-secret", default=None, metavar="TEXT",
+                        help="shared secret every TCP data-plane peer must prove (visible in ps: prefer the file)")
+    secret.add_argument("--cluster-secret-file", default=None, metavar="PATH",
+                        help="file holding the cluster secret (env AUTONOMYS_CLUSTER_SECRET also works); "
+                             "without one, data-plane listeners bind loopback only")
     roles = cluster.add_subparsers(dest="role", metavar="ROLE", parser_class=_Parser)
     roles.required = True
     for role, (config_module, _, _) in CLUSTER_ROLES.items():
@@ -150,6 +164,9 @@ def _common(args: argparse.Namespace) -> CommonArgs:
         metrics_listen=parse_listen(getattr(args, "metrics_listen", None), "--prometheus-listen-on"),
         log_level=parse_log_level(getattr(args, "log_level", "info")),
         json_logs=bool(getattr(args, "json_logs", False)),
+        cluster_secret=(parse_cluster_secret(getattr(args, "cluster_secret", None),
+                                             getattr(args, "cluster_secret_file", None))
+                        if getattr(args, "command", None) == "cluster" else NO_SECRET),
     )
 
 

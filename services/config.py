@@ -21,6 +21,9 @@ from urllib.parse import SplitResult, urlsplit
 import base58
 import msgspec
 
+from services.p2p.endpoints import is_loopback_host
+from services.p2p.secret import NO_SECRET, ClusterSecret, ClusterSecretError, load_cluster_secret
+
 NATS_SCHEMES = ("nats", "tls", "ws", "wss")
 NODE_RPC_SCHEMES = ("ws", "wss", "http", "https")
 LOG_LEVELS = ("trace", "debug", "info", "warning", "error", "critical")
@@ -49,15 +52,24 @@ class ConfigError(ValueError):
     """Invalid operator input; the message names the bad value and fits on one line."""
 
 
+def _public_form(value: object) -> object:
+    """JSON form of values that must not print as themselves (the cluster secret)."""
+    public_view = getattr(value, "public_view", None)
+    if public_view is None:
+        raise NotImplementedError(f"cannot encode {type(value).__name__} in a configuration")
+    return public_view()
+
+
 class JsonConfig(msgspec.Struct, frozen=True, kw_only=True):
     """Base of every configuration struct: prints itself as indented JSON (``--dry-run``)."""
 
     def to_json(self) -> str:
-        return msgspec.json.format(msgspec.json.encode(self), indent=2).decode()
+        return msgspec.json.format(msgspec.json.encode(self, enc_hook=_public_form), indent=2).decode()
 
 
 class RoleConfig(JsonConfig, frozen=True, kw_only=True):
-    """Fields every cluster daemon has; role configs subclass this."""
+    """Fields every cluster daemon has; role configs subclass this. ``cluster_secret`` is the
+    data-plane secret (``services.p2p``); it prints as ``{"set": ..., "source": ...}`` only."""
 
     role: str
     nats_servers: tuple[str, ...]
@@ -65,6 +77,7 @@ class RoleConfig(JsonConfig, frozen=True, kw_only=True):
     metrics_listen: str | None = None
     log_level: str = "info"
     json_logs: bool = False
+    cluster_secret: ClusterSecret = NO_SECRET
 
 
 class CommonArgs(msgspec.Struct, frozen=True, kw_only=True):
@@ -74,6 +87,7 @@ class CommonArgs(msgspec.Struct, frozen=True, kw_only=True):
     metrics_listen: str | None = None
     log_level: str = "info"
     json_logs: bool = False
+    cluster_secret: ClusterSecret = NO_SECRET
 
     def role_fields(self) -> dict:
         """These options as keyword arguments of a :class:`RoleConfig`."""
@@ -169,6 +183,32 @@ def parse_listen(value: str | None, what: str, allow_zero_port: bool = False) ->
         return None
     host, port = parse_host_port(value, what, allow_zero_port=allow_zero_port)
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def parse_cluster_secret(text: str | None, file: str | None, environ: dict | None = None) -> ClusterSecret:
+    """``--cluster-secret`` / ``--cluster-secret-file`` / ``AUTONOMYS_CLUSTER_SECRET`` (see
+    :mod:`services.p2p.secret`); advice such as a world-readable file goes to stderr."""
+    try:
+        return load_cluster_secret(text, file, environ,
+                                   warn=lambda message: print(f"warning: {message}", file=sys.stderr))
+    except ClusterSecretError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def data_plane_listen_host(given: str | None, default: str, secret: ClusterSecret, flag: str, who: str) -> str:
+    """Host of a TCP data-plane listener. Without a cluster secret only loopback is allowed: an
+    explicit other address is an error, a non-loopback default falls back to 127.0.0.1 with a
+    warning (so the manual's command lines still start, reachable from this machine only)."""
+    host = default if given is None else given.strip().strip("[]")
+    if secret.is_set or is_loopback_host(host):
+        return host
+    if given is not None:
+        raise ConfigError(f"{flag} {given!r} needs a cluster secret (--cluster-secret-file PATH, --cluster-secret "
+                          "or AUTONOMYS_CLUSTER_SECRET); without one listen on 127.0.0.1")
+    fallback = "::1" if ":" in host else "127.0.0.1"
+    print(f"warning: no cluster secret: {who} listens on {fallback} only, other machines cannot reach it "
+          "(give --cluster-secret-file PATH)", file=sys.stderr)
+    return fallback
 
 
 def parse_log_level(value: str) -> str:
@@ -407,10 +447,20 @@ def add_cache_arguments(parser: argparse.ArgumentParser, role: str, default_list
     """Command line of a cache role: ``path=DIR[,size=SIZE] ... [--cache-group] [--listen-on] ...``."""
     parser.add_argument("paths", nargs="+", metavar="path=DIR[,size=SIZE]", help=paths_help)
     parser.add_argument("--cache-group", default="default", metavar="NAME", help="cache group (default 'default')")
-    parser.add_argument("--listen-on", default=default_listen, metavar="HOST:PORT",
-                        help=f"TCP data plane listener (default {default_listen})")
+    parser.add_argument("--listen-on", default=None, metavar="HOST:PORT",
+                        help=f"TCP data plane listener (default {default_listen}; loopback without a cluster secret)")
     parser.add_argument("--advertise-host", default=None, metavar="HOST", help="address peers connect to")
     parser.add_argument("--instance", metavar="NAME", help=f"instance name (default HOSTNAME-{role})")
+
+
+def _field_default(config_type: type[msgspec.Struct], name: str) -> object:
+    return next(field.default for field in msgspec.structs.fields(config_type) if field.name == name)
+
+
+def _cache_listen(given: str | None, default: str, secret: ClusterSecret, role: str) -> str:
+    host, port = parse_host_port(given or default, "--listen-on")
+    host = data_plane_listen_host(None if given is None else host, host, secret, "--listen-on", role)
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def cache_config_from_args(config_type: type[CacheRoleConfig], role: str, args: argparse.Namespace,
@@ -425,7 +475,7 @@ def cache_config_from_args(config_type: type[CacheRoleConfig], role: str, args: 
         instance=args.instance or default_instance(role),
         paths=paths,
         cache_group=parse_cache_group(args.cache_group),
-        listen=parse_listen(args.listen_on, "--listen-on"),
+        listen=_cache_listen(args.listen_on, _field_default(config_type, "listen"), common.cluster_secret, role),
         advertise_host=args.advertise_host,
     )
 

@@ -298,3 +298,45 @@ def test_subprocess_dry_run_prints_json():
                           env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["node_rpc_url"] == "ws://10.30.1.2:9944"
+
+
+# --- cluster secret (services.p2p) ---------------------------------------------------------
+
+
+def test_cluster_secret_sources_are_shown_but_never_the_secret(capsys, tmp_path, monkeypatch):
+    monkeypatch.delenv("AUTONOMYS_CLUSTER_SECRET", raising=False)
+    secret_file = tmp_path / "secret"
+    secret_file.write_text("file-secret-0123456789abcdef\n")
+    secret_file.chmod(0o600)
+    cache = ["sharded-cache", f"path={tmp_path}/cache", "--listen-on", "0.0.0.0:9955"]
+    cases = [
+        (["--cluster-secret-file", str(secret_file)], f"--cluster-secret-file {secret_file}", "file-secret"),
+        (["--cluster-secret", "flag-secret-0123456789abcdef"], "--cluster-secret", "flag-secret"),
+        ([], "env AUTONOMYS_CLUSTER_SECRET", "env-secret"),
+    ]
+    for flags, source, text in cases:
+        if not flags:
+            monkeypatch.setenv("AUTONOMYS_CLUSTER_SECRET", "env-secret-0123456789abcdef")
+        code = cli.main(["cluster", "--nats-server", "nats://h:1", *flags, *cache, "--dry-run"])
+        out, err = capsys.readouterr()
+        assert code == 0, err
+        assert text not in out and text not in err
+        config = json.loads(out)
+        assert config["cluster_secret"] == {"set": True, "source": source}
+        assert config["listen"] == "0.0.0.0:9955"
+
+
+def test_without_a_secret_listeners_stay_on_loopback(capsys, tmp_path, monkeypatch):
+    monkeypatch.delenv("AUTONOMYS_CLUSTER_SECRET", raising=False)
+    config, err = dry_run(capsys, ["cluster", "--nats-server", "nats://h:1", "sharded-cache", f"path={tmp_path}/c"])
+    assert config["cluster_secret"] == {"set": False, "source": None}
+    assert config["listen"] == "127.0.0.1:9955"
+    assert "warning: no cluster secret: sharded-cache listens on 127.0.0.1 only" in err
+    config, _ = dry_run(capsys, ["cluster", "--nats-server", "nats://h:1", "plot-server", str(tmp_path / "ps")])
+    assert config["listen_host"] == "127.0.0.1"
+    fails(capsys, ["cluster", "--nats-server", "nats://h:1", "sharded-cache", f"path={tmp_path}/c", "--listen-on",
+                   "0.0.0.0:9955", "--dry-run"], "--listen-on", "needs a cluster secret")
+    fails(capsys, ["cluster", "--nats-server", "nats://h:1", "plot-server", "--listen-host", "10.0.0.1",
+                   str(tmp_path / "ps"), "--dry-run"], "--listen-host '10.0.0.1'", "needs a cluster secret")
+    fails(capsys, ["cluster", "--nats-server", "nats://h:1", "--cluster-secret-file", str(tmp_path / "absent"),
+                   "proof-server", "--dry-run"], "cannot read --cluster-secret-file")

@@ -17,6 +17,7 @@ from services.config import (
     CommonArgs,
     RoleConfig,
     check_directory,
+    data_plane_listen_host,
     default_instance,
     gpu_environment,
     parse_backend,
@@ -60,7 +61,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--priority-cache", action="store_true", help="take pieces from the caches first")
     parser.add_argument("--listen-port", default=str(DEFAULT_LISTEN_PORT), metavar="PORT",
                         help=f"TCP port plot-clients download sectors from (default {DEFAULT_LISTEN_PORT})")
-    parser.add_argument("--listen-host", default="0.0.0.0", metavar="HOST", help="listener address (default 0.0.0.0)")
+    parser.add_argument("--listen-host", default=None, metavar="HOST",
+                        help="listener address (default 0.0.0.0; loopback without a cluster secret)")
     parser.add_argument("--advertise-host", default=None, metavar="HOST", help="address plot-clients connect to")
     parser.add_argument("--cache-group", default=None, metavar="NAME",
                         help="cache group to take pieces from (default: any)")
@@ -75,7 +77,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def from_args(args: argparse.Namespace, common: CommonArgs, dry_run: bool) -> PlotServerConfig:
     require_nats_servers(common.nats_servers, ROLE)
     port = parse_port(args.listen_port, "--listen-port")
-    host, _ = parse_host_port(f"{args.listen_host}:{port}", "--listen-host")
+    host, _ = parse_host_port(f"{args.listen_host or '0.0.0.0'}:{port}", "--listen-host")
+    host = data_plane_listen_host(args.listen_host and host, host, common.cluster_secret, "--listen-host", ROLE)
     if args.record_encoding_concurrency is None:
         concurrency = os.cpu_count() or 1
     else:
