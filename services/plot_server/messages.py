@@ -33,6 +33,7 @@ import msgspec
 
 from services.bus.jobs import Job, WorkQueueSettings
 from services.bus.message import Message
+from services.p2p.message import Request
 from services.protocol.sector import FarmerProtocolInfo, PlottedSector
 
 PLOT_SECTOR_QUEUE = "plot-sector"
@@ -166,7 +167,26 @@ class SectorJobCancel(Message):
     reason: str = ""
 
 
+# ---- data plane (the plot-server's listener, ``--listen-port``)
+
+
+class FetchSectorRange(Request):
+    """Bytes ``[offset, offset + length)`` of a finished sector, as consecutive items keyed by
+    their offset in the sector, each at most ``chunk_size`` bytes (a download resumes by asking
+    again from the first byte it lacks)."""
+
+    method = "plot-server.fetch-sector-range"
+    bulk = True
+    job_id: str
+    offset: int
+    length: int
+    chunk_size: int = 4 * 1024 * 1024
+
+    def expected_keys(self) -> list[int]:
+        return list(range(self.offset, self.offset + self.length, max(1, self.chunk_size)))
+
+
 __all__ = [
-    "ClaimReply", "DoneReply", "PlotSectorJob", "ProgressReply", "ReadyReply",
+    "ClaimReply", "DoneReply", "FetchSectorRange", "PlotSectorJob", "ProgressReply", "ReadyReply",
     "SectorJobCancel", "SectorJobClaim", "SectorJobDone", "SectorJobProgress", "SectorJobReady", "sector_job_id",
 ]

@@ -106,11 +106,10 @@ class SectorPipeline:
         self.threads = threads
         self.store = store
         self.backend = backend
-        self.endpoints: list[str] = []
 
     @classmethod
     def from_config(cls, config, bus: Bus, store: FinishedSectors, executor: Executor) -> "SectorPipeline":  # noqa: ANN001
-        from services.protocol.pos import resolve_backend
+        from services.protocol.pos.api import resolve_backend
 
         backend = resolve_backend(None if config.backend == "auto" else config.backend)
         return cls(ControllerPieces(bus), chia_proofs_for_seed(backend), executor, config.record_encoding_concurrency,
@@ -121,9 +120,6 @@ class SectorPipeline:
 
     async def stop(self) -> None:
         pass
-
-    def endpoint_for(self, job: PlotSectorJob) -> str:
-        return self.endpoints[0] if self.endpoints else ""
 
     async def plot(self, job: PlotSectorJob, abort: threading.Event, progress: Progress) -> PlotResult:
         started = time.monotonic()

@@ -30,9 +30,10 @@ from services.bus.client import Bus
 from services.bus.errors import BusError, NoResponders, RemoteError, RequestTimeout
 from services.bus.jobs import ClaimedJob, WorkQueue, Worker
 from services.bus.membership import Member, Membership, Registration
-from services.daemon import Daemon, DaemonError
+from services.daemon import Daemon
 from services.plot_server.config import PlotServerConfig
-from services.plot_server.finished import FinishedSectors
+from services.p2p import BulkItem, Missing, PeerServer
+from services.plot_server.finished import FinishedSectorError, FinishedSectors
 from services.plot_server.messages import (
     DONE_UNWANTED,
     DONE_WRITTEN,
@@ -40,6 +41,7 @@ from services.plot_server.messages import (
     STAGE_CLAIMED,
     STAGE_READY,
     DoneReply,
+    FetchSectorRange,
     PlotSectorJob,
     SectorJobCancel,
     SectorJobClaim,
@@ -57,6 +59,7 @@ READY_GIVE_UP_S = 3600.0  # a plot-client silent this long does not get its sect
 CLIENT_UNREACHABLE_RETRY_S = 15.0
 FAILED_RETRY_DELAY_S = 10.0
 PULL_TIMEOUT_S = 5.0
+MIN_CHUNK, MAX_CHUNK = 64 * 1024, 16 * 1024 * 1024  # FetchSectorRange chunk sizes served
 
 
 class HeldJob:
@@ -72,6 +75,7 @@ class HeldJob:
         self.total = 0
         self.outcome: asyncio.Future[tuple[str, str]] = asyncio.get_running_loop().create_future()
         self.started = time.monotonic()
+        self.plotting = True  # counts against sectors_in_flight from its pull until its sector is finished
 
     def cancel(self, reason: str) -> None:
         if not self.abort.is_set():
@@ -96,8 +100,9 @@ class PlotServerService(Daemon):
         self.pipeline: SectorPipeline | None = None
         self.executor: ThreadPoolExecutor | None = None
         self.registration: Registration | None = None
+        self.server: PeerServer | None = None
+        self.endpoint = ""
         self.held: dict[str, HeldJob] = {}
-        self.plotting = 0  # sectors being plotted right now
         self._room = asyncio.Event()
         self.stats = {"claimed": 0, "refused": 0, "plotted": 0, "acked": 0, "aborted": 0, "failed": 0,
                       "given_back": 0}
@@ -114,14 +119,18 @@ class PlotServerService(Daemon):
         self.executor = ThreadPoolExecutor(cfg.record_encoding_concurrency, thread_name_prefix="encode")
         self.pipeline = SectorPipeline.from_config(cfg, self.bus, self.store, self.executor)
         await self.pipeline.start()
+        self.server = PeerServer(cfg.cluster_secret, name=f"{ROLE}-{self.instance}")
+        self.server.route(FetchSectorRange, self._serve_range)
+        await self.server.start(cfg.listen_host, cfg.listen_port)
+        self.endpoint = self.server.endpoint(cfg.advertise_host)
         self.queue = await WorkQueue.open(self.bus, PlotSectorJob, SECTOR_JOB_QUEUE)
         self.worker = await self.queue.worker()
         await self.bus.serve(SectorJobDone, self._on_done, instance=self.instance, queue_group=self.instance)
         await self.bus.serve(SectorJobCancel, self._on_cancel, instance=self.instance, queue_group=self.instance)
         membership = await Membership.open(self.bus)
         self.registration = await membership.register(
-            Member(role=ROLE, instance=self.instance, endpoints=self.pipeline.endpoints, capacity=self._capacity()))
-        self.log.info("plot-server ready", backend=self.pipeline.backend, endpoints=self.pipeline.endpoints,
+            Member(role=ROLE, instance=self.instance, endpoints=[self.endpoint], capacity=self._capacity()))
+        self.log.info("plot-server ready", backend=self.pipeline.backend, endpoint=self.endpoint,
                       record_encoding_concurrency=cfg.record_encoding_concurrency,
                       sectors_in_flight=cfg.sectors_in_flight, max_finished_sectors=cfg.max_finished_sectors,
                       queue=self.queue.stream, consumer=self.queue.consumer)
@@ -162,6 +171,8 @@ class PlotServerService(Daemon):
         self.held.clear()
         if self.registration is not None:
             await self.registration.stop()
+        if self.server is not None:
+            await self.server.stop()
         if self.pipeline is not None:
             await self.pipeline.stop()
         if self.bus is not None:
@@ -170,6 +181,11 @@ class PlotServerService(Daemon):
             self.executor.shutdown(wait=True, cancel_futures=True)
 
     # ---- room (backpressure)
+
+    @property
+    def plotting(self) -> int:
+        """Jobs pulled whose sector is not finished yet (claiming, fetching, encoding, writing)."""
+        return sum(1 for held in self.held.values() if held.plotting)
 
     def _has_room(self) -> bool:
         cfg = self.config
@@ -231,13 +247,13 @@ class PlotServerService(Daemon):
                     return
                 await self._offer(held, ready, log)
         finally:
+            held.plotting = False
             self.held.pop(job.job_id, None)
             self.store.remove(job.job_id)
             self._room_changed()
 
     async def _plot(self, held: HeldJob, log) -> SectorJobReady | None:  # noqa: ANN001
         job, claimed = held.job, held.claimed
-        self.plotting += 1
         progress_task = asyncio.ensure_future(self._progress_loop(held))
         try:
             result = await self.pipeline.plot(job, held.abort, lambda stage, done, total: self._on_progress(
@@ -253,14 +269,14 @@ class PlotServerService(Daemon):
             await claimed.retry(f"plotting failed: {exc}", delay=FAILED_RETRY_DELAY_S)
             return None
         finally:
-            self.plotting -= 1
+            held.plotting = False
             progress_task.cancel()
             await asyncio.gather(progress_task, return_exceptions=True)
             self._room_changed()
         self.stats["plotted"] += 1
         log.info("sector plotted", seconds=round(result.seconds, 2), peak_rss_mib=peak_rss_bytes() >> 20)
         held.stage = STAGE_READY
-        return SectorJobReady(job_id=job.job_id, server=self.instance, endpoint=self.pipeline.endpoint_for(job),
+        return SectorJobReady(job_id=job.job_id, server=self.instance, endpoint=self.endpoint,
                               sector_size=result.size, checksum=result.checksum,
                               plotted_sector=result.plotted_sector, seconds=result.seconds)
 
@@ -324,6 +340,24 @@ class PlotServerService(Daemon):
             held.outcome.set_result((msg.outcome, msg.reason))
         return DoneReply(ok=True)
 
+    async def _serve_range(self, request: FetchSectorRange):  # noqa: ANN201 - async generator of BulkItem
+        """A finished sector's bytes, read from BASE_PATH chunk by chunk as the client takes them."""
+        size = self.store.size(request.job_id)
+        if size is None:
+            yield Missing(request.expected_keys())
+            return
+        end = request.offset + request.length
+        if request.offset < 0 or request.length < 0 or end > size:
+            raise FinishedSectorError(f"range {request.offset}+{request.length} outside sector of {size} bytes")
+        chunk = request.chunk_size
+        if not MIN_CHUNK <= chunk <= MAX_CHUNK:
+            raise ValueError(f"chunk size {chunk} outside {MIN_CHUNK}..{MAX_CHUNK}")
+        offset = request.offset
+        while offset < end:
+            length = min(chunk, end - offset)
+            yield BulkItem(offset, await asyncio.to_thread(self.store.read, request.job_id, offset, length))
+            offset += length
+
     def _on_cancel(self, msg: SectorJobCancel) -> None:
         held = self.held.get(msg.job_id)
         if held is not None:
@@ -334,7 +368,3 @@ class PlotServerService(Daemon):
 def peak_rss_bytes() -> int:
     """Peak resident memory of this process (Linux reports KiB)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-
-
-def _unused() -> None:  # pragma: no cover - keeps DaemonError importable for role errors
-    raise DaemonError
