@@ -15,7 +15,7 @@ import time
 from collections import defaultdict
 from concurrent.futures import Executor
 from dataclasses import dataclass
-from typing import AsyncIterator, Callable
+from typing import Callable
 
 import structlog
 
@@ -40,8 +40,7 @@ from services.protocol.plotting import sector_piece_indexes
 
 log = structlog.get_logger("plot-server.pipeline")
 
-PIECE_BATCH = 32  # pieces asked for per request
-PIECES_PER_THREAD = 2  # pieces held per encoding thread (bounded memory)
+PIECE_BATCH = 32  # pieces fetched per request; two batches of buffers per sector in flight
 PIECE_FETCH_ATTEMPTS = 5
 ENCODING_THREAD_SCRATCH = 300 * 1024 * 1024  # measured: K=20 tables of one record (CPU backend)
 
@@ -65,47 +64,58 @@ class PlotResult:
 
 
 def memory_per_sector(pieces_in_sector: int, encoding_threads: int) -> int:
-    """Bytes one sector in flight holds: its records (1 MiB each), bitfields and metadata, plus
-    the pieces waiting for an encoding thread; the encoding threads' scratch comes on top
-    (``ENCODING_THREAD_SCRATCH`` each, shared by all sectors)."""
+    """Bytes one sector in flight holds: its records (1 MiB each), bitfields and metadata, and
+    two batches of piece buffers; the encoding threads' scratch (``ENCODING_THREAD_SCRATCH``
+    each, shared by all sectors) comes on top."""
+    del encoding_threads  # the scratch is per thread, not per sector
     buffer = pieces_in_sector * (RECORD_SIZE + 8192 + 128)
-    return buffer + encoding_threads * PIECES_PER_THREAD * PIECE_SIZE
+    return buffer + 2 * min(PIECE_BATCH, pieces_in_sector) * PIECE_SIZE
+
+
+class PieceResult:
+    """What a piece source returns: ``pieces`` (index -> buffer) and ``missing`` indices."""
+
+    def __init__(self, pieces: dict[int, memoryview], missing: list[int]) -> None:
+        self.pieces = pieces
+        self.missing = missing
 
 
 class ControllerPieces:
-    """Pieces from the controller's ``subspace.controller.pieces`` stream."""
+    """Pieces from the controller's ``subspace.controller.pieces`` stream, copied into the
+    caller's buffers (same interface as ``services.cache.getter.PieceGetter.get_pieces``)."""
 
     def __init__(self, bus: Bus) -> None:
         self.bus = bus
 
-    async def fetch(self, indices: list[int]) -> AsyncIterator[tuple[int, bytes]]:
-        missing = list(indices)
-        for attempt in range(PIECE_FETCH_ATTEMPTS):
-            if attempt:
-                await asyncio.sleep(min(30.0, 2.0**attempt))
-            got = set()
-            try:
-                async for item in self.bus.stream_request(PiecesRequest(piece_indices=missing), timeout=60.0):
-                    if item.piece_index in missing and item.piece_index not in got:
-                        got.add(item.piece_index)
-                        yield item.piece_index, item.piece
-            except BusError as exc:
-                log.warning("piece request failed", error=str(exc), attempt=attempt + 1)
-            missing = [i for i in missing if i not in got]
-            if not missing:
-                return
-        raise PlottingFailed(f"{len(missing)} pieces unavailable, e.g. piece {missing[0]}")
+    async def get_pieces(self, indices: list[int], into: dict[int, memoryview]) -> PieceResult:
+        got: dict[int, memoryview] = {}
+        try:
+            async for item in self.bus.stream_request(PiecesRequest(piece_indices=list(indices)), timeout=60.0):
+                slot = into.get(item.piece_index)
+                if slot is not None and item.piece_index not in got and len(item.piece) == len(slot):
+                    slot[:] = item.piece
+                    got[item.piece_index] = slot
+        except BusError as exc:
+            log.warning("piece request failed", error=str(exc))
+        return PieceResult(got, [i for i in indices if i not in got])
 
 
 class SectorPipeline:
+    """Plots sectors for the plot-server: ``pieces`` is a piece source (``get_pieces(indices,
+    into)``, the ``PieceGetter`` interface), ``proofs_for_seed`` the PoS backend."""
+
     def __init__(self, pieces, proofs_for_seed, executor: Executor, threads: int, store: FinishedSectors,  # noqa: ANN001
-                 backend: str) -> None:
+                 backend: str, *, fetch_attempts: int = PIECE_FETCH_ATTEMPTS, fetch_backoff: float = 15.0,
+                 batch: int = PIECE_BATCH) -> None:
         self.pieces = pieces
         self.encoder = CpuRecordEncoder(ErasureCoding(16), proofs_for_seed)
         self.executor = executor
         self.threads = threads
         self.store = store
         self.backend = backend
+        self.fetch_attempts = fetch_attempts
+        self.fetch_backoff = fetch_backoff
+        self.batch = batch
 
     @classmethod
     def from_config(cls, config, bus: Bus, store: FinishedSectors, executor: Executor) -> "SectorPipeline":  # noqa: ANN001
@@ -121,61 +131,91 @@ class SectorPipeline:
     async def stop(self) -> None:
         pass
 
+    async def _fetch_batch(self, indices: list[int], into: dict[int, memoryview], abort: threading.Event) -> None:
+        """Fill ``into`` for ``indices``, retrying what is missing with exponential backoff
+        (spec 03 §10: 15 s initial, at most 10 min) up to ``fetch_attempts`` times."""
+        missing = list(indices)
+        for attempt in range(self.fetch_attempts):
+            if attempt:
+                delay = min(600.0, self.fetch_backoff * 2 ** (attempt - 1))
+                log.warning("pieces missing; fetching them again", missing=len(missing), first=missing[:4],
+                            attempt=attempt + 1, delay_s=delay)
+                await asyncio.sleep(delay)
+            if abort.is_set():
+                raise PlottingAborted()
+            result = await self.pieces.get_pieces(missing, {i: into[i] for i in missing})
+            missing = [i for i in missing if i not in result.pieces]
+            if not missing:
+                return
+        raise PlottingFailed(f"{len(missing)} pieces unavailable after {self.fetch_attempts} attempts, "
+                             f"e.g. piece {missing[0]}")
+
     async def plot(self, job: PlotSectorJob, abort: threading.Event, progress: Progress) -> PlotResult:
+        """Plot ``job``'s sector into a finished file; raises PlottingAborted / PlottingFailed."""
         started = time.monotonic()
         info = job.decoded_protocol_info()
         n = job.pieces_in_sector
+        if not 0 < n <= info.max_pieces_in_sector:
+            raise PlottingFailed(f"{n} pieces in sector is outside 1..{info.max_pieces_in_sector} (max_pieces_in_sector)")
         indexes = sector_piece_indexes(job.public_key, job.sector_index, info, n)
         sector_id = derive_sector_id(job.public_key, job.sector_index, info.history_size)
         offsets: dict[int, list[int]] = defaultdict(list)
         for offset, piece_index in enumerate(indexes):
             offsets[piece_index].append(offset)
+        distinct = list(offsets)
         loop = asyncio.get_running_loop()
         encoded: list = [None] * n
         metadata: list = [None] * n
-        limit = asyncio.Semaphore(self.threads * PIECES_PER_THREAD)
-        running: set[asyncio.Future] = set()
-        fetched = 0
+        # two batches of piece buffers: one being fetched while the other is encoded
+        ring = [memoryview(bytearray(self.batch * PIECE_SIZE)) for _ in range(2)]
+        free = asyncio.Queue()
+        for buffer in ring:
+            free.put_nowait(buffer)
         done = 0
 
-        def encode(offset: int, piece: bytes) -> None:
-            if abort.is_set():
+        failed = threading.Event()  # a record failed: the others of the sector stop too
+
+        def encode(offset: int, piece: memoryview) -> None:
+            if abort.is_set() or failed.is_set():
                 raise PlottingAborted()
-            record = record_array(memoryview(piece)[:RECORD_SIZE])
+            record = record_array(piece[:RECORD_SIZE])
             encoded[offset] = self.encoder.encode(record, derive_evaluation_seed(sector_id, offset))
             metadata[offset] = RecordMetadata.from_piece(piece)
 
-        def finished(future: asyncio.Future) -> None:
+        async def encode_batch(buffer: memoryview, slots: dict[int, memoryview]) -> None:
             nonlocal done
-            limit.release()
-            if not future.cancelled() and future.exception() is None:
-                done += 1
-                progress(STAGE_ENCODING, done, n)
+            tasks = [loop.run_in_executor(self.executor, encode, offset, slots[index])
+                     for index in slots for offset in offsets[index]]
+            try:
+                for task in asyncio.as_completed(tasks):
+                    await task
+                    done += 1
+                    progress(STAGE_ENCODING, done, n)
+            except BaseException:
+                failed.set()
+                raise
+            finally:
+                # the buffer is reused only once no thread reads it any more
+                await asyncio.gather(*tasks, return_exceptions=True)
+                free.put_nowait(buffer)
 
         progress(STAGE_DOWNLOADING, 0, n)
-        distinct = sorted(offsets)
+        encoding: list[asyncio.Task] = []
         try:
-            for start in range(0, len(distinct), PIECE_BATCH):
-                async for piece_index, piece in self.pieces.fetch(distinct[start:start + PIECE_BATCH]):
-                    if len(piece) != PIECE_SIZE:
-                        raise PlottingFailed(f"piece {piece_index} has {len(piece)} bytes, not {PIECE_SIZE}")
-                    fetched += 1
-                    for offset in offsets[piece_index]:
-                        if abort.is_set():
-                            raise PlottingAborted()
-                        await limit.acquire()
-                        future = loop.run_in_executor(self.executor, encode, offset, piece)
-                        future.add_done_callback(finished)
-                        running.add(future)
-                    running = {f for f in running if not f.done()}
-                    for failed in [f for f in running if f.done() and f.exception()]:
-                        failed.result()
-            await asyncio.gather(*running)
+            for start in range(0, len(distinct), self.batch):
+                part = distinct[start:start + self.batch]
+                buffer = await free.get()
+                slots = {index: buffer[k * PIECE_SIZE:(k + 1) * PIECE_SIZE] for k, index in enumerate(part)}
+                await self._fetch_batch(part, slots, abort)
+                if encoding and encoding[-1].done():
+                    encoding[-1].result()  # surface an encoding failure before fetching more
+                encoding.append(asyncio.ensure_future(encode_batch(buffer, slots)))
+            await asyncio.gather(*encoding)
         except PlottingError as exc:
             raise PlottingFailed(str(exc)) from None
         finally:
-            for future in running:
-                future.cancel()
+            failed.set()  # no-op once all records are done; stops queued records otherwise
+            await asyncio.gather(*encoding, return_exceptions=True)
         if abort.is_set():
             raise PlottingAborted()
         progress(STAGE_WRITING, n, n)
