@@ -100,6 +100,17 @@ class ControllerPieces:
         return PieceResult(got, [i for i in indices if i not in got])
 
 
+def _limited(proofs_for_seed, at_once: int):  # noqa: ANN001, ANN202
+    """``proofs_for_seed`` run by at most ``at_once`` threads at a time."""
+    gate = threading.BoundedSemaphore(at_once)
+
+    def limited(seed: bytes):  # noqa: ANN202
+        with gate:
+            return proofs_for_seed(seed)
+
+    return limited
+
+
 class SectorPipeline:
     """Plots sectors for the plot-server: ``pieces`` is a piece source (``get_pieces(indices,
     into)``, the ``PieceGetter`` interface), ``proofs_for_seed`` the PoS backend."""
@@ -122,7 +133,10 @@ class SectorPipeline:
         from services.protocol.pos.api import resolve_backend
 
         backend = resolve_backend(None if config.backend == "auto" else config.backend)
-        return cls(ControllerPieces(bus), chia_proofs_for_seed(backend), executor, config.record_encoding_concurrency,
+        proofs_for_seed = chia_proofs_for_seed(backend)
+        if backend == "gpu":  # GPU_CONCURRENCY table sets on the device at once (its memory)
+            proofs_for_seed = _limited(proofs_for_seed, config.gpu_concurrency or 1)
+        return cls(ControllerPieces(bus), proofs_for_seed, executor, config.record_encoding_concurrency,
                    store, backend)
 
     async def start(self) -> None:
