@@ -64,7 +64,9 @@ log = structlog.get_logger("plot-client.plotting")
 SCHEDULE_INTERVAL_S = 10.0
 WATCH_INTERVAL_S = 30.0
 STALE_JOB_S = 3 * SECTOR_JOB_QUEUE.ack_wait + 60.0  # no word about a queued / claimed job this long: look for it
-HOLDER_SILENT_S = SECTOR_JOB_QUEUE.ack_wait  # a holder silent this long has lost the job to a redelivery
+# A live holder speaks every 5-10 s (progress, ready offers); one silent for half the ack wait is
+# taken to be dead when the queue redelivers its job (which takes the whole ack wait).
+HOLDER_SILENT_S = SECTOR_JOB_QUEUE.ack_wait / 2
 WRITTEN_GRACE_S = 600.0  # a written job is remembered this long to answer its holder
 REISSUE_DELAY_S = 30.0
 DONE_TIMEOUT_S = 10.0
