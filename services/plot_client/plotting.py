@@ -464,13 +464,17 @@ class PlottingComponent:
         logger.warning("sector download failed; it will be plotted again", error=reason)
         record.state, record.holder = QUEUED, None
         record.heard()
-        await self._tell_holder(record, ready.server, DONE_FAILED, reason)
+        if not await self._tell_holder(record, ready.server, DONE_FAILED, reason):
+            fp = self.jobs[record.job.job_id][0]
+            await self._requeue_if_gone(fp, record)  # its copy may have been refused while downloading
 
-    async def _tell_holder(self, record: JobRecord, server: str, outcome: str, reason: str) -> None:
+    async def _tell_holder(self, record: JobRecord, server: str, outcome: str, reason: str) -> bool:
         try:
             await self.bus.request(SectorJobDone(job_id=record.job.job_id, outcome=outcome, reason=reason), server,
                                    timeout=DONE_TIMEOUT_S, retries=2)
+            return True
         except (NoResponders, RequestTimeout, RemoteError) as exc:
             # the holder is gone: its job is redelivered and refused ("already written") or replotted
             log.info("plot-server did not hear the outcome", job_id=record.job.job_id, plot_server=server,
                      outcome=outcome, error=str(exc))
+            return False

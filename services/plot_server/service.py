@@ -158,14 +158,15 @@ class PlotServerService(Daemon):
             self.spawn(self._hold(held))
 
     async def stop(self) -> None:
-        for held in list(self.held.values()):
-            held.abort_reason = "plot-server stopping"
-            held.abort.set()
+        held = list(self.held.values())
+        for job in held:
+            job.abort_reason = "plot-server stopping"
+            job.abort.set()
         await self.cancel_tasks()
-        for held in list(self.held.values()):  # give them back now rather than after the ack wait
+        for job in held:  # give them back now rather than after the ack wait
             try:
-                await held.claimed.retry("plot-server stopping")
-                self.stats["given_back"] += 1
+                if await job.claimed.retry("plot-server stopping"):
+                    self.stats["given_back"] += 1
             except Exception:  # noqa: BLE001 - redelivered after the ack wait anyway
                 pass
         self.held.clear()
@@ -300,7 +301,10 @@ class PlotServerService(Daemon):
                 pass
         outcome, reason = held.outcome.result()
         if outcome == DONE_WRITTEN:
-            await claimed.ack()
+            try:
+                await claimed.ack()
+            except Exception as exc:  # noqa: BLE001 - e.g. a copy of the job was dropped meanwhile
+                log.warning("could not ack a delivered sector's job", error=str(exc) or type(exc).__name__)
             self.stats["acked"] += 1
             log.info("sector delivered", seconds=round(time.monotonic() - held.started, 2))
         elif outcome == DONE_UNWANTED:
