@@ -234,3 +234,24 @@ async def _depth_is(queue: WorkQueue, expected: tuple[int, int]) -> bool:
 
 async def _no_files(base: Path) -> bool:
     return not [p for p in base.iterdir() if p.suffix in (".sector", ".partial")]
+
+
+async def test_sigterm_gives_held_jobs_back_at_once(chain, tmp_path):
+    nats, _, _ = chain
+    server = start_plot_server(nats.url, tmp_path / "base", tmp_path, "ps-three")
+    bus, queue, owner, info = await open_owner(nats.url)
+    try:
+        job = make_job(info, 20)
+        await queue.publish(job)
+        claim = await expect(owner.claims.get(), server, 120)
+        assert claim.job_id == job.job_id and await queue.depth() == (0, 1)
+        assert server.terminate() == 0
+        assert server.lines_with("jobs.retry") and "plot-server stopping" in server.lines_with("jobs.retry")[0]
+        # back in the queue at once, not after its 30 s ack wait
+        worker = await queue.worker()
+        again = await worker.next(timeout=5)
+        assert again is not None and again.job.job_id == job.job_id and again.attempt == 2
+        await again.ack()
+    finally:
+        await bus.close()
+        server.terminate()
