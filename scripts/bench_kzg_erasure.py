@@ -1,8 +1,8 @@
 """Benchmark erasure coding and KZG at record size (spec 01 §7-8); prints numbers, asserts nothing.
 
-Usage: python3 scripts/bench_kzg_erasure.py [--params PATH] [--repeat N]
-Without --params the mainnet parameters are resolved like Kzg.from_file() (env
-AUTONOMYS_KZG_PARAMS or ../shared/kzg); if absent the insecure dev setup is used.
+Usage: python3 scripts/bench_kzg_erasure.py [--kzg mainnet|dev|PATH] [--repeat N]
+The setup defaults to the packaged mainnet one (services.kzg_setup). The MSM rows are also timed
+split over 2 threads, and the dev setup's known-tau commitments and witnesses against its MSM.
 """
 
 from __future__ import annotations
@@ -18,9 +18,13 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from services.protocol import erasure as erasure_module, field, kzg as kzg_module, ntt  # noqa: E402
+from concurrent.futures import ThreadPoolExecutor  # noqa: E402
+
+from services.kzg_setup import load_kzg  # noqa: E402
+from services.protocol import erasure as erasure_module, field, ntt  # noqa: E402
 from services.protocol.erasure import ErasureCoding  # noqa: E402
 from services.protocol.kzg import Kzg  # noqa: E402
+from services.protocol.parallel import Workers  # noqa: E402
 
 RECORD_CHUNKS = 1 << 15
 
@@ -38,9 +42,11 @@ def timed(label: str, fn, repeat: int):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--params", type=Path, default=None)
+    parser.add_argument("--kzg", default="mainnet", help="mainnet (packaged, default), dev or a path")
     parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args()
+    pool = ThreadPoolExecutor(2)
+    two = Workers(pool, 2)
 
     start = time.perf_counter()
     ec = ErasureCoding(16)
@@ -70,13 +76,9 @@ def main() -> None:
     if hasattr(ec, "recover_poly_limbs"):
         timed("recover_poly_limbs (coefficients = poly)", lambda: ec.recover_poly_limbs(known, present), args.repeat)
         timed("recover_source_limbs (2^15 source values)", lambda: ec.recover_source_limbs(known, present), args.repeat)
-        timed("  of which zero polynomial tables", lambda: erasure_module._zero_poly_tables(16, np.flatnonzero(~present)), args.repeat)
-        if hasattr(ntt, "set_threads"):
-            default_threads = ntt._threads
-            ntt.set_threads(1)
-            timed("recover_poly_limbs on 1 thread", lambda: ec.recover_poly_limbs(known, present), args.repeat)
-            timed("ntt 2^16 (limbs) on 1 thread", lambda: ntt.ntt(known), args.repeat)
-            ntt.set_threads(default_threads)
+        timed("  of which zero polynomial tables", lambda: erasure_module._zero_poly_tables(16, np.flatnonzero(~present), None), args.repeat)
+        timed("recover_poly_limbs on 2 threads", lambda: ec.recover_poly_limbs(known, present, two), args.repeat)
+        timed("ntt 2^16 (limbs) on 2 threads", lambda: ntt.ntt(known, two), args.repeat)
     segment_column = np.zeros((1024, 128, 32), np.uint8)
     segment_column[:, :, 1:] = rng.integers(0, 256, size=(1024, 128, 31), dtype=np.uint8)
     t = timed("extend_array batch 1024 x (128 -> 256)", lambda: ec.extend_array(segment_column), args.repeat)
@@ -84,31 +86,35 @@ def main() -> None:
     timed("ntt 2^16 (limbs)", lambda: ntt.ntt(np.zeros((1 << 16, 4), np.uint64)), args.repeat)
 
     print("-- KZG --")
-    params = args.params or kzg_module.default_params_path()
-    if params.is_file():
-        start = time.perf_counter()
-        kzg = Kzg.from_file(params)
-        print(f"{'Kzg.from_file ' + params.name:<48} {(time.perf_counter() - start) * 1e3:9.2f} ms")
-        start = time.perf_counter()
-        Kzg.from_bytes(params.read_bytes(), check=True)
-        print(f"{'Kzg.from_bytes with subgroup checks':<48} {(time.perf_counter() - start) * 1e3:9.2f} ms")
-    else:
-        print(f"parameters {params} absent: using the INSECURE dev setup")
-        kzg = dev
     start = time.perf_counter()
-    kzg_module._dev_cache.clear()
-    Kzg.dev()
-    print(f"{'Kzg.dev() generation':<48} {(time.perf_counter() - start) * 1e3:9.2f} ms")
+    kzg = load_kzg(args.kzg)
+    print(f"{'load_kzg ' + kzg.source:<48} {(time.perf_counter() - start) * 1e3:9.2f} ms")
+    start = time.perf_counter()
+    Kzg.dev(0x2_0003)
+    print(f"{'Kzg.dev(tau) (G2 powers only)':<48} {(time.perf_counter() - start) * 1e3:9.2f} ms")
+    start = time.perf_counter()
+    msm_dev = Kzg.dev(shortcut=False)
+    print(f"{'Kzg.dev(shortcut=False) (all G1 powers)':<48} {(time.perf_counter() - start) * 1e3:9.2f} ms")
 
     values = [record[i].tobytes() for i in range(RECORD_CHUNKS)]
     poly = timed("poly 2^15 (bytes list, iFFT)", lambda: kzg.poly(values), args.repeat)
     timed("poly_from_limbs 2^15 (iFFT only)", lambda: kzg.poly_from_limbs(limbs), args.repeat)
     commitment = timed("commit 2^15", lambda: kzg.commit(poly), args.repeat)
+    timed("commit 2^15 split over 2 threads", lambda: kzg.commit(poly, two), args.repeat)
     witness = timed("create_witness 2^15 poly, 2^16 domain", lambda: kzg.create_witness(poly, 1 << 16, 12345), args.repeat)
+    timed("create_witness 2^15 split over 2 threads", lambda: kzg.create_witness(poly, 1 << 16, 12345, two), args.repeat)
     value = poly.evaluate(pow(ntt.root_of_unity(16), 12345, field.R).to_bytes(32, "big"))
     timed("verify (2^16 domain)", lambda: kzg.verify(commitment, 1 << 16, 12345, value, witness), args.repeat * 4)
     segment_poly = kzg.poly(values[:256])
     timed("create_witness 256 poly (segment)", lambda: kzg.create_witness(segment_poly, 256, 7), args.repeat)
+
+    print("-- dev setup: known tau vs MSM (same points) --")
+    dev_poly = dev.poly(values)
+    assert dev.commit(dev_poly) == msm_dev.commit(dev_poly)
+    timed("dev commit 2^15, known tau", lambda: dev.commit(dev_poly), args.repeat)
+    timed("dev commit 2^15, MSM", lambda: msm_dev.commit(dev_poly), args.repeat)
+    timed("dev create_witness 2^15, known tau", lambda: dev.create_witness(dev_poly, 1 << 16, 12345), args.repeat)
+    timed("dev create_witness 2^15, MSM", lambda: msm_dev.create_witness(dev_poly, 1 << 16, 12345), args.repeat)
 
 
     print(f"(machine load average: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)")

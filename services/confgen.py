@@ -5,8 +5,18 @@ The manual deploys three kinds of machine: *node* (nats-server, autonomys-node, 
 proof-server), *plotter* (one plot-server per GPU pinned with ``numactl -C CPUS -l`` next to its
 GPU, a sharded cache and a full-piece cache) and *storage* (plot-client). Writing those files by
 hand is where CPU ranges overlap and GPU indices repeat; this generator derives them from the GPU
-count and the NUMA layout (``--numa-cpus`` per GPU, or ``nvidia-smi topo -m`` output saved to a
-file, or contiguous ranges by default).
+count and the machine's topology (:mod:`services.topology`):
+
+* ``conf generate --role plotter ...`` runs ``nvidia-smi topo -m`` and ``lscpu`` on the machine it
+  runs on (the target machine) and pins each GPU program to its NUMA node, splitting the node's
+  physical cores (with their SMT siblings) between the GPUs attached to it;
+* ``--nvidia-topo FILE [--lscpu FILE]`` does the same from saved outputs (for another machine);
+* ``--numa-cpus CPUS`` per GPU sets the lists by hand; without any of these (plain ``conf``),
+  contiguous ranges of ``--cores-per-gpu`` CPUs (32) are written, with a warning.
+
+GPU programs get ``CUDA_VISIBLE_DEVICES=<i>`` and ``CUDA_DEVICE_ORDER=PCI_BUS_ID``: CUDA numbers
+devices fastest-first by default, nvidia-smi (and so the topology) by PCI bus id, and only with
+that variable does GPU ``i`` of ``nvidia-smi topo -m`` get the CPUs next to it.
 
 ``python -m services.confgen EXAMPLES_DIR`` regenerates the committed examples in ``conf.d/``.
 """
@@ -14,17 +24,16 @@ file, or contiguous ranges by default).
 from __future__ import annotations
 
 import argparse
-import re
 import shlex
 import shutil
 import socket
 import sys
 from pathlib import Path
-from typing import Sequence
 from urllib.parse import urlsplit
 
 import msgspec
 
+from services import topology
 from services.config import (
     ConfigError,
     JsonConfig,
@@ -35,13 +44,14 @@ from services.config import (
     require_nats_servers,
     ss58_decode,
 )
+from services.topology import format_cpu_list, parse_cpu_list
 
 MACHINE_ROLES = ("node", "plotter", "storage")
 DEFAULT_BINARY = "/root/autonomys/autonomys-farmer"
 DEFAULT_NODE_BINARY = "/root/autonomys/autonomys-node"
 FIRST_PLOT_SERVER_PORT = 9966
 NATS_CLUSTER_PORT = 4248
-_CPU_LIST = re.compile(r"^\d+(-\d+)?(,\d+(-\d+)?)*$")
+CONTIGUOUS_CORES_PER_GPU = 32  # the manual's -C 0-31 when nothing is known about the machine
 
 
 class ConfGenConfig(JsonConfig, frozen=True, kw_only=True):
@@ -55,9 +65,10 @@ class ConfGenConfig(JsonConfig, frozen=True, kw_only=True):
     user: str = "root"
     log_dir: str = "/var/log"
     gpus: int = 1
-    cores_per_gpu: int = 32
+    cores_per_gpu: int | None = None
     gpu_cpus: tuple[str, ...] = ()
     numa_source: str = "contiguous"
+    cpu_source: str = ""
     gpu_concurrency: int | None = None
     # node machine
     node_rpc_url: str = "ws://127.0.0.1:9944"
@@ -72,7 +83,7 @@ class ConfGenConfig(JsonConfig, frozen=True, kw_only=True):
     plot_servers: int = 1
     plot_server_base: str = "/var/plot-server"
     first_listen_port: int = FIRST_PLOT_SERVER_PORT
-    record_encoding_concurrency: int = 32
+    record_encoding_concurrency: int | None = None  # None: the number of CPUs each plot-server is pinned to
     priority_cache: bool = True
     sharded_cache_path: str = "/var/autonomys-sharded-cache"
     full_piece_cache_path: str = "/var/autonomys-full-piece"
@@ -81,106 +92,70 @@ class ConfGenConfig(JsonConfig, frozen=True, kw_only=True):
     farms: tuple[str, ...] = ()
 
 
-# --- CPU lists -----------------------------------------------------------------------------
+# --- CPU lists ----------------------------------------------------------------------------
 
 
-def parse_cpu_list(text: str, what: str = "CPU list") -> list[int]:
-    """``0-31,96-127`` -> sorted unique CPU numbers."""
-    value = text.strip()
-    if not _CPU_LIST.match(value):
-        raise ConfigError(f"invalid {what} {text!r}: expected ranges like 0-31,96-127")
-    cpus: set[int] = set()
-    for part in value.split(","):
-        lo, _, hi = part.partition("-")
-        first, last = int(lo), int(hi or lo)
-        if last < first:
-            raise ConfigError(f"invalid {what} {text!r}: range {part!r} is backwards")
-        cpus.update(range(first, last + 1))
-    return sorted(cpus)
+def contiguous_gpu_cpus(gpus: int, cores_per_gpu: int) -> list[str]:
+    """``0-31``, ``32-63``, ...: what is written when nothing is known about the machine."""
+    return [format_cpu_list(list(range(i * cores_per_gpu, (i + 1) * cores_per_gpu))) for i in range(gpus)]
 
 
-def format_cpu_list(cpus: list[int]) -> str:
-    """Sorted CPU numbers -> ``0-31,96-127``."""
-    return ",".join(f"{run[0]}-{run[-1]}" if len(run) > 1 else str(run[0]) for run in _runs(sorted(cpus)))
+def _read(path: str, flag: str) -> str:
+    try:
+        return Path(path).read_text()
+    except OSError as exc:
+        raise ConfigError(f"cannot read {flag} {path!r}: {exc.strerror}") from None
 
 
-def parse_nvidia_topo(text: str) -> dict[int, list[int]]:
-    """GPU index -> CPU affinity from ``nvidia-smi topo -m`` output (the "CPU Affinity" column)."""
-    affinity: dict[int, list[int]] = {}
-    for line in text.splitlines():
-        tokens = line.split()
-        if not tokens or not re.fullmatch(r"GPU\d+", tokens[0]):
-            continue
-        for token in tokens[1:]:
-            if _CPU_LIST.match(token) and ("-" in token or "," in token):
-                affinity[int(tokens[0][3:])] = parse_cpu_list(token, f"CPU affinity of {tokens[0]}")
-                break
-    if not affinity:
-        raise ConfigError("no GPU rows with a CPU Affinity column found in the nvidia-smi topo -m output")
-    return affinity
-
-
-def _runs(cpus: Sequence[int]) -> list[list[int]]:
-    """Maximal runs of consecutive CPU numbers, in order."""
-    runs: list[list[int]] = []
-    for cpu in cpus:
-        if runs and cpu == runs[-1][-1] + 1:
-            runs[-1].append(cpu)
-        else:
-            runs.append([cpu])
-    return runs
-
-
-def allocate_gpu_cpus(gpus: int, cores_per_gpu: int, affinity: dict[int, list[int]] | None) -> list[str]:
-    """numactl CPU list per GPU: ``cores_per_gpu`` CPUs from the GPU's NUMA affinity.
-
-    GPUs sharing an affinity set (``0-47,96-143``) get disjoint slices, spread over the set's
-    contiguous runs the way the manual does (GPU0 ``0-31``, GPU1 ``96-127``); a slice that fits
-    in no single run takes the lowest free CPUs. Without an affinity map: contiguous ranges.
-    """
-    if affinity is None:
-        return [format_cpu_list(list(range(i * cores_per_gpu, (i + 1) * cores_per_gpu))) for i in range(gpus)]
-    taken: dict[tuple[int, ...], set[int]] = {}
-    seen: dict[tuple[int, ...], int] = {}
-    result = []
-    for gpu in range(gpus):
-        if gpu not in affinity:
-            raise ConfigError(f"GPU{gpu} is missing from the nvidia-smi topo -m output")
-        pool = tuple(affinity[gpu])
-        used = taken.setdefault(pool, set())
-        runs = _runs(pool)
-        k = seen.get(pool, 0)
-        seen[pool] = k + 1
-        free_in_run = [c for c in runs[k % len(runs)] if c not in used]
-        if len(free_in_run) >= cores_per_gpu:
-            chosen = free_in_run[:cores_per_gpu]
-        else:
-            free = [c for c in pool if c not in used]
-            if len(free) < cores_per_gpu:
-                raise ConfigError(f"--cores-per-gpu {cores_per_gpu} does not fit: GPU{gpu}'s NUMA affinity "
-                                  f"{format_cpu_list(list(pool))} has {len(free)} CPUs left")
-            chosen = free[:cores_per_gpu]
-        used.update(chosen)
-        result.append(format_cpu_list(chosen))
-    return result
+def machine_topology(args: argparse.Namespace, detect: bool) -> tuple[dict | None, topology.CpuTopology | None,
+                                                                      str, str]:
+    """(GPU affinities, CPU topology, where each came from) from files or, with ``detect``, the
+    tools on this machine; (None, None, ...) when there is nothing to read."""
+    gpus = cpus = None
+    gpu_source = cpu_source = ""
+    if args.nvidia_topo:
+        gpus = topology.parse_nvidia_topo(_read(args.nvidia_topo, "--nvidia-topo"))
+        gpu_source = f"nvidia-smi topo -m ({args.nvidia_topo})"
+    elif detect:
+        text = topology.local_nvidia_topo()
+        if text is not None:
+            gpus = topology.parse_nvidia_topo(text)
+            gpu_source = "nvidia-smi topo -m (this machine)"
+    if args.lscpu:
+        cpus = topology.parse_lscpu(_read(args.lscpu, "--lscpu"))
+        cpu_source = f"lscpu ({args.lscpu})"
+    elif detect and not args.nvidia_topo:  # never mix this machine's CPUs with another machine's GPUs
+        text = topology.local_lscpu()
+        if text is not None:
+            cpus = topology.parse_lscpu(text)
+            cpu_source = "lscpu -p (this machine)"
+    return gpus, cpus, gpu_source, cpu_source
 
 
 # --- arguments -----------------------------------------------------------------------------
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("conf_action", nargs="?", choices=("generate",), metavar="generate",
+                        help="read nvidia-smi topo -m and lscpu on this machine (default: only the files given)")
     parser.add_argument("--role", required=True, dest="machine_role", metavar="|".join(MACHINE_ROLES),
                         help="which machine of the manual's topology")
     parser.add_argument("--nats-server", "--nats-servers", action="append", dest="conf_nats_servers",
                         metavar="URL", help="NATS server URL (repeatable)")
     parser.add_argument("--out", required=True, metavar="DIR", help="directory to write the files into")
-    parser.add_argument("--systemd", action="store_true", help="also write systemd units into DIR/systemd/")
-    parser.add_argument("--gpus", default="1", metavar="N", help="GPUs in this machine (default 1)")
-    parser.add_argument("--cores-per-gpu", default="32", metavar="N", help="CPU cores pinned per plot-server")
+    parser.add_argument("--systemd", action="store_true",
+                        help="also write systemd units into DIR/systemd/ (always with generate)")
+    parser.add_argument("--gpus", default=None, metavar="N",
+                        help="GPUs to use (default: all in the topology, else 1)")
+    parser.add_argument("--cores-per-gpu", default=None, metavar="N",
+                        help="physical cores per GPU program, SMT siblings included (default: the GPU's NUMA "
+                             f"node split evenly; {CONTIGUOUS_CORES_PER_GPU} CPUs without a topology)")
     numa = parser.add_mutually_exclusive_group()
     numa.add_argument("--numa-cpus", action="append", metavar="CPUS",
                       help="numactl CPU list for GPU i, one flag per GPU in order (e.g. 0-31)")
     numa.add_argument("--nvidia-topo", metavar="FILE", help="file holding `nvidia-smi topo -m` output")
+    parser.add_argument("--lscpu", metavar="FILE",
+                        help="file holding `lscpu -p=CPU,CORE,SOCKET,NODE` (or plain `lscpu`) output")
     parser.add_argument("--gpu-concurrency", default=None, metavar="N", help="GPU_CONCURRENCY for GPU programs")
     parser.add_argument("--binary", default=None, metavar="PATH",
                         help=f"autonomys-farmer executable (default: the one on PATH, else {DEFAULT_BINARY})")
@@ -215,8 +190,14 @@ def from_args(args: argparse.Namespace) -> ConfGenConfig:
     if role not in MACHINE_ROLES:
         raise ConfigError(f"invalid --role {args.machine_role!r}: expected node, plotter or storage")
     servers = require_nats_servers(dedupe_nats_servers(args.conf_nats_servers or []), "conf")
-    gpus = parse_int(args.gpus, "--gpus", minimum=0, maximum=64)
-    cores = parse_int(args.cores_per_gpu, "--cores-per-gpu", minimum=1, maximum=4096)
+    cores = None if args.cores_per_gpu is None else parse_int(args.cores_per_gpu, "--cores-per-gpu", minimum=1,
+                                                               maximum=4096)
+    detect = args.conf_action == "generate" and not args.numa_cpus
+    gpu_topology, cpu_topology, gpu_source, cpu_source = machine_topology(args, detect)
+    if args.gpus is not None:
+        gpus = parse_int(args.gpus, "--gpus", minimum=0, maximum=64)
+    else:
+        gpus = len(gpu_topology) if gpu_topology is not None else 1
     gpu_concurrency = None if args.gpu_concurrency is None else parse_int(args.gpu_concurrency, "--gpu-concurrency",
                                                                            minimum=1, maximum=1024)
     plot_servers = max(gpus, 1) if args.plot_servers is None else parse_int(args.plot_servers, "--plot-servers",
@@ -227,16 +208,15 @@ def from_args(args: argparse.Namespace) -> ConfGenConfig:
             raise ConfigError(f"--numa-cpus given {len(args.numa_cpus)} times for {pinned} GPU programs")
         gpu_cpus = [format_cpu_list(parse_cpu_list(c, "--numa-cpus")) for c in args.numa_cpus]
         source = "--numa-cpus"
-    elif args.nvidia_topo:
-        try:
-            text = Path(args.nvidia_topo).read_text()
-        except OSError as exc:
-            raise ConfigError(f"cannot read --nvidia-topo {args.nvidia_topo!r}: {exc.strerror}") from None
-        gpu_cpus = allocate_gpu_cpus(pinned, cores, parse_nvidia_topo(text))
-        source = f"nvidia-smi topo -m ({args.nvidia_topo})"
+    elif gpu_topology is not None:
+        gpu_cpus = [format_cpu_list(c) for c in topology.allocate(range(pinned), gpu_topology, cpu_topology, cores)]
+        source = gpu_source
     else:
-        gpu_cpus = allocate_gpu_cpus(pinned, cores, None)
+        gpu_cpus = contiguous_gpu_cpus(pinned, cores or CONTIGUOUS_CORES_PER_GPU)
         source = "contiguous"
+        if role == "plotter" or detect:
+            print("warning: no nvidia-smi topo -m output: plot-servers get contiguous CPU ranges that ignore "
+                  "NUMA; run `conf generate` on the machine or give --nvidia-topo FILE", file=sys.stderr)
     reward_address = None
     farms: tuple[str, ...] = ()
     if role == "storage":
@@ -255,7 +235,7 @@ def from_args(args: argparse.Namespace) -> ConfGenConfig:
         machine_role=role,
         nats_servers=servers,
         out_dir=args.out,
-        systemd=bool(args.systemd),
+        systemd=bool(args.systemd) or args.conf_action == "generate",
         binary=binary,
         user=args.user,
         log_dir=args.log_dir.rstrip("/") or "/",
@@ -263,6 +243,7 @@ def from_args(args: argparse.Namespace) -> ConfGenConfig:
         cores_per_gpu=cores,
         gpu_cpus=tuple(gpu_cpus),
         numa_source=source,
+        cpu_source=cpu_source,
         gpu_concurrency=gpu_concurrency,
         node_rpc_url=parse_node_rpc_url(args.node_rpc_url),
         node_binary=args.node_binary,
@@ -275,7 +256,7 @@ def from_args(args: argparse.Namespace) -> ConfGenConfig:
         plot_server_base=args.plot_server_base.rstrip("/"),
         first_listen_port=parse_int(args.first_listen_port, "--first-listen-port", minimum=1,
                                     maximum=65535 - plot_servers),
-        record_encoding_concurrency=cores if args.record_encoding_concurrency is None else parse_int(
+        record_encoding_concurrency=None if args.record_encoding_concurrency is None else parse_int(
             args.record_encoding_concurrency, "--record-encoding-concurrency", minimum=1, maximum=4096),
         priority_cache=not args.no_priority_cache,
         sharded_cache_path=args.sharded_cache_path,
@@ -309,7 +290,7 @@ def _cluster_argv(config: ConfGenConfig) -> list[str]:
 def _gpu_env(config: ConfGenConfig, gpu: int | None) -> tuple[tuple[str, str], ...]:
     env = []
     if gpu is not None:
-        env.append(("CUDA_VISIBLE_DEVICES", str(gpu)))
+        env += [("CUDA_DEVICE_ORDER", "PCI_BUS_ID"), ("CUDA_VISIBLE_DEVICES", str(gpu))]
     if config.gpu_concurrency is not None and gpu is not None:
         env.append(("GPU_CONCURRENCY", str(config.gpu_concurrency)))
     return tuple(env)
@@ -347,8 +328,9 @@ def programs(config: ConfGenConfig) -> list[Program]:
                            argv=(*_cluster_argv(config), "full-piece-sharded-cache",
                                  f"path={config.full_piece_cache_path}")))
         for i in range(config.plot_servers):
+            concurrency = config.record_encoding_concurrency or len(parse_cpu_list(config.gpu_cpus[i]))
             argv = ["numactl", "-C", config.gpu_cpus[i], "-l", *_cluster_argv(config), "plot-server",
-                    "--record-encoding-concurrency", str(config.record_encoding_concurrency)]
+                    "--record-encoding-concurrency", str(concurrency)]
             if config.priority_cache:
                 argv.append("--priority-cache")
             argv += ["--listen-port", str(config.first_listen_port + i), f"{config.plot_server_base}/base-path-{i}"]
@@ -492,8 +474,7 @@ def example_commands(out_dir: str) -> list[list[str]]:
     return [
         ["--role", "node", "--gpus", "1", "--node-rpc-url", "ws://127.0.0.1:9944", "--nats-server-name", "n1",
          *common],
-        ["--role", "plotter", "--gpus", "4", "--cores-per-gpu", "32", "--nvidia-topo",
-         f"{out_dir}/{EXAMPLE_TOPO_FILE}", *common],
+        ["--role", "plotter", "--gpus", "4", "--nvidia-topo", f"{out_dir}/{EXAMPLE_TOPO_FILE}", *common],
         ["--role", "storage", "--gpus", "0", "--reward-address", EXAMPLE_REWARD_ADDRESS,
          "--farm", "path=/mnt/nvme0n1/,sectors=8000", "--farm", "path=/mnt/nvme0n2/,sectors=8000",
          "--farm", "path=/mnt/nvme1n1/,sectors=8000", "--farm", "path=/mnt/nvme1n2/,sectors=8000", *common],

@@ -27,6 +27,8 @@ from services.p2p.secret import NO_SECRET, ClusterSecret, ClusterSecretError, lo
 NATS_SCHEMES = ("nats", "tls", "ws", "wss")
 NODE_RPC_SCHEMES = ("ws", "wss", "http", "https")
 LOG_LEVELS = ("trace", "debug", "info", "warning", "error", "critical")
+LOG_FORMATS = ("auto", "console", "json")
+
 # Subspace/Autonomys SS58 address-format prefix (addresses start with "su"/"st").
 AUTONOMYS_SS58_PREFIX = 6094
 _SS58_CHECKSUM_PREFIX = b"SS58PRE"
@@ -68,26 +70,36 @@ class JsonConfig(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class RoleConfig(JsonConfig, frozen=True, kw_only=True):
-    """Fields every cluster daemon has; role configs subclass this. ``cluster_secret`` is the
-    data-plane secret (``services.p2p``); it prints as ``{"set": ..., "source": ...}`` only."""
+    """Fields every cluster daemon has; role configs subclass this.
+
+    ``prometheus_listen_on``: metrics listeners (none: no metrics served); ``log_format``:
+    ``auto | console | json`` (``json_logs`` is kept for ``--json-logs``); ``hourly_cost``: what
+    the operator pays for this process per hour (``--hourly-cost``, GPU roles), for Grafana's
+    cost panels and the membership record. ``cluster_secret`` is the data-plane secret
+    (``services.p2p``); it prints as ``{"set": ..., "source": ...}`` only."""
 
     role: str
     nats_servers: tuple[str, ...]
     instance: str
-    metrics_listen: str | None = None
+    prometheus_listen_on: tuple[str, ...] = ()
     log_level: str = "info"
+    log_format: str = "auto"
     json_logs: bool = False
     cluster_secret: ClusterSecret = NO_SECRET
+    hourly_cost: float | None = None
 
 
 class CommonArgs(msgspec.Struct, frozen=True, kw_only=True):
-    """Options given before the role name (``cluster --nats-server URL ... <role>``)."""
+    """Options given before the role name (``cluster --nats-server URL ... <role>``) or valid at
+    any level (``--log-format``), merged by the CLI."""
 
     nats_servers: tuple[str, ...] = ()
-    metrics_listen: str | None = None
+    prometheus_listen_on: tuple[str, ...] = ()
     log_level: str = "info"
+    log_format: str = "auto"
     json_logs: bool = False
     cluster_secret: ClusterSecret = NO_SECRET
+    hourly_cost: float | None = None
 
     def role_fields(self) -> dict:
         """These options as keyword arguments of a :class:`RoleConfig`."""
@@ -209,6 +221,41 @@ def data_plane_listen_host(given: str | None, default: str, secret: ClusterSecre
     print(f"warning: no cluster secret: {who} listens on {fallback} only, other machines cannot reach it "
           "(give --cluster-secret-file PATH)", file=sys.stderr)
     return fallback
+def parse_listen_list(values: Iterable[str], what: str = "--prometheus-listen-on") -> tuple[str, ...]:
+    """Validated ``HOST:PORT`` listeners (port 0 allowed), a repeated one dropped with a warning."""
+    seen: list[str] = []
+    for value in values:
+        clean = parse_listen(value, what, allow_zero_port=True)
+        if clean in seen:
+            print(f"warning: duplicate {what} {clean} ignored", file=sys.stderr)
+        else:
+            seen.append(clean)
+    return tuple(seen)
+
+
+def parse_log_format(value: str | None, json_logs: bool = False) -> str:
+    """``--log-format auto|console|json``; ``--json-logs`` (older spelling) means ``json``."""
+    if value is None:
+        return "json" if json_logs else "auto"
+    fmt = value.strip().lower()
+    if fmt not in LOG_FORMATS:
+        raise ConfigError(f"invalid --log-format {value!r}: expected one of {', '.join(LOG_FORMATS)}")
+    if json_logs and fmt != "json":
+        raise ConfigError(f"--json-logs contradicts --log-format {value!r}")
+    return fmt
+
+
+def parse_hourly_cost(value: str | None) -> float | None:
+    """``--hourly-cost 0.85``: the operator's cost of this process per hour (any currency), >= 0."""
+    if value is None:
+        return None
+    try:
+        cost = float(value)
+    except ValueError:
+        raise ConfigError(f"invalid --hourly-cost {value!r}: expected a number like 0.85") from None
+    if not cost >= 0 or cost == float("inf"):
+        raise ConfigError(f"invalid --hourly-cost {value!r}: must be a finite number >= 0")
+    return cost
 
 
 def parse_log_level(value: str) -> str:
@@ -277,15 +324,24 @@ def check_directory(path: str, what: str, create: bool) -> str:
         raise ConfigError(f"empty {what} path")
     target = Path(path).expanduser()
     target = target if target.is_absolute() else Path.cwd() / target
+    from services.preflight import PSEUDO_FILESYSTEMS, filesystem_type
+
     if target.exists():
         if not target.is_dir():
             raise ConfigError(f"{what} {path!r} exists and is not a directory")
+        fstype = filesystem_type(target)
+        if fstype in PSEUDO_FILESYSTEMS:
+            raise ConfigError(f"{what} {path!r} is on the kernel's {fstype} filesystem, not a disk")
         if not os.access(target, os.W_OK | os.X_OK):
             raise ConfigError(f"{what} {path!r} is not writable")
         return str(target)
     parent = target.parent
     while not parent.exists():
         parent = parent.parent
+    fstype = filesystem_type(parent)
+    if fstype in PSEUDO_FILESYSTEMS:
+        raise ConfigError(f"{what} {path!r} can never be created: {str(parent)!r} is on the kernel's {fstype} "
+                          f"filesystem")
     if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
         raise ConfigError(f"{what} {path!r} does not exist and cannot be created under {str(parent)!r}")
     if create:

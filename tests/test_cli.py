@@ -156,8 +156,10 @@ def test_manual_plot_servers(capsys, root, monkeypatch, index):
     assert not (root / "var").exists()
 
 
-def test_manual_plot_client(capsys, root, reward_address):
+def test_manual_plot_client(capsys, root, reward_address, monkeypatch):
     (root / "mnt" / "nvme0n1").mkdir(parents=True)
+    # the manual's storage machine has four 8 TiB NVMe drives; this test machine does not
+    monkeypatch.setattr("services.preflight.os.statvfs", lambda path: os.statvfs_result((4096, 4096, 0, 0, 2**33, 0, 0, 0, 0, 255)))
     config, _ = dry_run(capsys, argv_of(MANUAL_PLOT_CLIENT, root, reward_address))
     assert config["role"] == "plot-client"
     assert config["reward_address"] == reward_address
@@ -215,9 +217,9 @@ def test_dev_node_dry_run(capsys, tmp_path):
 
 def test_global_flags_at_any_level(capsys):
     config, _ = dry_run(capsys, ["--log-level", "debug", "cluster", "--nats-server", "nats://h:4222",
-                                 "--prometheus-listen-on", "0.0.0.0:9090", "proof-server", "--json-logs"])
-    assert config["log_level"] == "debug" and config["json_logs"] is True
-    assert config["metrics_listen"] == "0.0.0.0:9090"
+                                 "--prometheus-listen-on", "127.0.0.1:0", "proof-server", "--json-logs"])
+    assert config["log_level"] == "debug" and config["json_logs"] is True and config["log_format"] == "json"
+    assert config["prometheus_listen_on"] == ["127.0.0.1:0"]
 
 
 # --- bad input -----------------------------------------------------------------------------
@@ -340,3 +342,129 @@ def test_without_a_secret_listeners_stay_on_loopback(capsys, tmp_path, monkeypat
                    str(tmp_path / "ps"), "--dry-run"], "--listen-host '10.0.0.1'", "needs a cluster secret")
     fails(capsys, ["cluster", "--nats-server", "nats://h:1", "--cluster-secret-file", str(tmp_path / "absent"),
                    "proof-server", "--dry-run"], "cannot read --cluster-secret-file")
+
+
+# --- flags named where they are wrong (issue 9) ----------------------------------------------
+
+ROLE_USAGE = "usage: autonomys-farmer cluster plot-server"
+
+
+def test_misspelled_role_flag_names_itself_under_the_role_usage(capsys):
+    """The report's reproduction: the typo is named, the valid base path is not, and the usage
+    shown is plot-server's (argparse alone printed the top-level usage)."""
+    code = cli.main(["cluster", "--nats-server", "nats://127.0.0.1:4222", "plot-server", "--listen-prot", "9966",
+                     "/tmp/x"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.startswith(ROLE_USAGE), err
+    last = err.strip().splitlines()[-1]
+    assert last == ("error: autonomys-farmer cluster plot-server: unrecognized option '--listen-prot' "
+                    "(did you mean --listen-port?)")
+    assert "/tmp/x" not in last
+
+
+def test_misspelled_cluster_flag_and_extra_positional(capsys):
+    code = cli.main(["cluster", "--nats-srever", "nats://h:1", "controller", "--tmp"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("usage: autonomys-farmer cluster ")
+    assert "'--nats-srever' (did you mean --nats-server?)" in err.strip().splitlines()[-1]
+    code = cli.main(["cluster", "--nats-server", "nats://h:1", "plot-server", "/tmp/a", "/tmp/b", "--dry-run"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith(ROLE_USAGE)
+    assert err.strip().splitlines()[-1].endswith("unrecognized arguments: /tmp/b")
+
+
+def test_flag_of_another_role_is_refused_with_help_hint(capsys):
+    fails(capsys, ["cluster", "--nats-server", "nats://h:1", "controller", "--hourly-cost", "1", "--dry-run"],
+          "controller", "'--hourly-cost'")
+
+
+def test_option_values_may_look_like_flags(capsys):
+    """A value starting with '-' belongs to its option, it is no unknown flag."""
+    fails(capsys, ["util", "reinitialization-cache", "--nats-servers", "nats://h:1", "--delay", "-1", "--dry-run"],
+          "--delay", "-1")
+
+
+def test_subprocess_reproduction_names_the_typo():
+    proc = subprocess.run([sys.executable, "-m", "services", "cluster", "--nats-server", "nats://127.0.0.1:4222",
+                           "plot-server", "--listen-prot", "9966", "/tmp/x"],
+                          capture_output=True, text=True, cwd=REPO_ROOT, timeout=60,
+                          env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr.startswith(ROLE_USAGE)
+    assert "'--listen-prot' (did you mean --listen-port?)" in proc.stderr.strip().splitlines()[-1]
+
+
+# --- metrics, logs and cost flags ------------------------------------------------------------
+
+
+def test_prometheus_listen_on_is_repeatable_at_both_levels(capsys, tmp_path):
+    config, err = dry_run(capsys, ["cluster", "--nats-server", "nats://h:1", "--prometheus-listen-on", "127.0.0.1:0",
+                                   "--prometheus-listen-on", "[::1]:0", "plot-server", "--prometheus-listen-on",
+                                   "127.0.0.1:0", str(tmp_path / "p")])
+    assert config["prometheus_listen_on"] == ["127.0.0.1:0", "[::1]:0"]
+    assert "warning: duplicate --prometheus-listen-on 127.0.0.1:0 ignored" in err
+    config, _ = dry_run(capsys, ["cluster", "--nats-server", "nats://h:1", "controller", "--tmp"])
+    assert config["prometheus_listen_on"] == []  # none served unless given
+
+
+@pytest.mark.parametrize("argv, needles", [
+    (["--log-format", "xml"], ["--log-format", "xml"]),
+    (["--json-logs", "--log-format", "console"], ["--json-logs", "console"]),
+    (["--hourly-cost", "cheap"], ["--hourly-cost", "cheap"]),
+    (["--hourly-cost", "-1"], ["--hourly-cost", "-1"]),
+    (["--prometheus-listen-on", "9090"], ["--prometheus-listen-on", "9090"]),
+])
+def test_bad_operations_flags(capsys, argv, needles):
+    fails(capsys, ["cluster", "--nats-server", "nats://h:1", "proof-server", *argv, "--dry-run"], *needles)
+
+
+def test_hourly_cost_and_log_format_on_gpu_roles(capsys):
+    config, _ = dry_run(capsys, ["cluster", "--nats-server", "nats://h:1", "proof-server", "--hourly-cost", "0.85",
+                                 "--log-format", "console"])
+    assert config["hourly_cost"] == 0.85 and config["log_format"] == "console" and config["json_logs"] is False
+
+
+# --- dry-run preflight -----------------------------------------------------------------------
+
+
+def _listening_socket():  # noqa: ANN202 - socket.socket
+    import socket
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen()
+    return sock
+
+
+def test_dry_run_reports_ports_in_use(capsys, tmp_path):
+    with _listening_socket() as busy:
+        port = busy.getsockname()[1]
+        fails(capsys, ["cluster", "--nats-server", "nats://h:1", "--prometheus-listen-on", f"127.0.0.1:{port}",
+                       "proof-server", "--dry-run"], "--prometheus-listen-on", f"port {port} is already in use")
+        fails(capsys, ["cluster", "--nats-server", "nats://h:1", "plot-server", "--listen-host", "127.0.0.1",
+                       "--listen-port", str(port), str(tmp_path / "p"), "--dry-run"], "--listen-port", str(port))
+    fails(capsys, ["cluster", "--nats-server", "nats://h:1", "--prometheus-listen-on", "127.0.0.1:9977",
+                   "plot-server", "--listen-port", "9977", str(tmp_path / "p"), "--dry-run"], "port 9977 is given twice")
+    fails(capsys, ["cluster", "--nats-server", "nats://h:1", "--prometheus-listen-on", "192.0.2.7:9100",
+                   "proof-server", "--dry-run"], "192.0.2.7 is not an address of this machine")
+
+
+def test_dry_run_reports_missing_free_space(capsys, tmp_path, reward_address):
+    base = ["cluster", "--nats-server", "nats://h:1", "plot-client", "--reward-address", reward_address]
+    free = os.statvfs(tmp_path).f_bavail * os.statvfs(tmp_path).f_frsize
+    too_many = min(65535, free // 1_056_896_064 + 1)
+    if too_many * 1_056_896_064 <= free:
+        pytest.skip(f"{tmp_path} has more free space than 65535 sectors need")
+    last = fails(capsys, [*base, f"path={tmp_path}/a,sectors={too_many}", "--dry-run"], "not enough free space",
+                 f"path={tmp_path}/a,sectors={too_many}")
+    assert "GiB free" in last
+    config, _ = dry_run(capsys, [*base, f"path={tmp_path}/a,sectors=1"])  # 1.0 GiB: fits
+    assert config["farms"][0]["sectors"] == 1
+
+
+def test_farm_paths_that_can_never_be_created(capsys, reward_address):
+    fails(capsys, ["cluster", "--nats-server", "nats://h:1", "plot-client", "--reward-address", reward_address,
+                   "path=/proc/autonomys-farm,sectors=1", "--dry-run"], "/proc/autonomys-farm", "proc")
+    fails(capsys, ["cluster", "--nats-server", "nats://h:1", "sharded-cache", "path=/sys/kernel/cache", "--dry-run"],
+          "/sys/kernel/cache", "sysfs")

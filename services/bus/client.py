@@ -14,6 +14,10 @@ Usage::
     async for item in bus.stream_request(FindPieces(piece_indices=[...]), instance="_"): ...
     await svc.stop(); await bus.close()
 
+Metrics: ``Bus.connect(..., metrics=daemon.metrics.bus)`` (a :class:`services.metrics.bus.BusMetrics`)
+records request latency and errors by message type, messages handled and failed here, and
+publishes; without it nothing is recorded.
+
 Handlers: ``handler(msg)`` may be sync or async. For a request it returns the response value
 (of ``msg_type.response``); for a stream request it returns (or is) an iterable / async iterable
 of items; for a notification/broadcast its result is ignored. A handler exception becomes a
@@ -34,6 +38,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import struct
+import time
 from collections import OrderedDict, deque
 from typing import Any, AsyncIterator, Awaitable, Callable, Generic, TypeVar
 
@@ -258,6 +263,7 @@ class Service:
             msg = decode(raw.data, self.msg_type)
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
             self.errors += 1
+            self.bus._count_handler_error(self.msg_type)
             log.warning("bus.bad_request", subject=raw.subject, type=self.msg_type.__name__, error=str(exc))
             await self._reply_error(raw, f"bad {self.msg_type.__name__}: {exc}")
             return
@@ -269,10 +275,13 @@ class Service:
             else:
                 await _call(self.handler, msg)
             self.handled += 1
+            if self.bus.metrics is not None:
+                self.bus.metrics.handled.labels(self.msg_type.__name__).inc()
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001 - reported to the requester
             self.errors += 1
+            self.bus._count_handler_error(self.msg_type)
             log.warning("bus.handler_failed", subject=raw.subject, error=repr(exc))
             if self.msg_type.response is not None and not self.msg_type.stream:
                 await self._reply_error(raw, f"{type(exc).__name__}: {exc}")
@@ -462,9 +471,10 @@ class _StreamSender:
 class Bus:
     """A connected NATS client with the cluster's messaging patterns (module docstring)."""
 
-    def __init__(self, nc: NatsClient, name: str | None) -> None:
+    def __init__(self, nc: NatsClient, name: str | None, metrics: Any = None) -> None:
         self.nc = nc
         self.name = name
+        self.metrics = metrics  # services.metrics.bus.BusMetrics or None
         self.js = nc.jetstream()
         self._services: set[Service] = set()
         self._subscriptions: set[Subscription] = set()
@@ -481,6 +491,7 @@ class Bus:
         connect_attempts: int = 3,
         min_max_payload: int = MIN_MAX_PAYLOAD,
         require_jetstream: bool = True,
+        metrics: Any = None,
         **options: Any,
     ) -> "Bus":
         """Connect (reconnecting forever afterwards) and check the server is fit for the cluster.
@@ -499,10 +510,15 @@ class Bus:
         state = {"closing": False}
 
         async def disconnected_cb() -> None:
+            if metrics is not None:
+                metrics.connected.set(0)
             if not state["closing"]:
                 log.warning("bus.disconnected")
 
         async def reconnected_cb() -> None:
+            if metrics is not None:
+                metrics.connected.set(1)
+                metrics.reconnects.inc()
             url = nc.connected_url.geturl() if nc.connected_url else "?"
             log.info("bus.reconnected", server=url)
             if nc.max_payload < min_max_payload:
@@ -539,8 +555,10 @@ class Bus:
         except BaseException:
             await nc.close()
             raise
-        bus = cls(nc, name)
+        bus = cls(nc, name, metrics)
         bus._state = state
+        if metrics is not None:
+            metrics.connected.set(1)
         return bus
 
     @staticmethod
@@ -602,6 +620,20 @@ class Bus:
         """Notification: fire and forget."""
         payload = self._payload(msg)
         await self.nc.publish(type(msg).subject_for(instance), payload, headers=headers)
+        if self.metrics is not None:
+            self.metrics.published.labels(type(msg).__name__).inc()
+
+    def _count_handler_error(self, msg_type: type[Message]) -> None:
+        if self.metrics is not None:
+            self.metrics.handler_errors.labels(msg_type.__name__).inc()
+
+    def _request_failed(self, msg_type: type[Message], error: str) -> None:
+        if self.metrics is not None:
+            self.metrics.request_failed(msg_type.__name__, error)
+
+    def _request_done(self, msg_type: type[Message], started: float) -> None:
+        if self.metrics is not None:
+            self.metrics.request_time.labels(msg_type.__name__).observe(time.perf_counter() - started)
 
     async def broadcast(self, msg: Message, instance: str | None = None, *, dedup_id: str | None = None) -> None:
         """Publish to every subscriber; receivers drop a repeated ``dedup_id`` (``Nats-Msg-Id``)."""
@@ -626,25 +658,33 @@ class Bus:
         subject = msg_type.subject_for(instance)
         payload = self._payload(msg)
         failure: BusError | None = None
+        kind = ""
         for attempt in range(retries + 1):
             if attempt:
                 await asyncio.sleep(_backoff(attempt - 1, initial_backoff, max_backoff))
+            started = time.perf_counter()
             try:
                 raw = await self.nc.request(subject, payload, timeout=timeout)
             except nats.errors.NoRespondersError:
-                failure = NoResponders(f"no responders on {subject} after {attempt + 1} attempt(s)")
+                failure, kind = NoResponders(f"no responders on {subject} after {attempt + 1} attempt(s)"), "no_responders"
                 continue
             except nats.errors.TimeoutError:
                 failure = RequestTimeout(f"no response on {subject} within {timeout} s after {attempt + 1} attempt(s)")
+                kind = "timeout"
                 continue
             error = (raw.headers or {}).get(ERROR_HEADER)
             if error is not None:
+                self._request_failed(msg_type, "remote")
                 raise RemoteError(f"{subject}: {error}")
             try:
-                return decode(raw.data, msg_type.response)
+                response = decode(raw.data, msg_type.response)
             except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+                self._request_failed(msg_type, "bad_response")
                 raise BusError(f"bad response on {subject}: {exc}") from None
+            self._request_done(msg_type, started)
+            return response
         assert failure is not None
+        self._request_failed(msg_type, kind)
         raise failure
 
     def stream_request(
@@ -665,14 +705,15 @@ class Bus:
         subject = msg_type.subject_for(instance)
         payload = self._payload(msg)
         chunk_type = StreamContinue[msg_type.response] | StreamLast[msg_type.response]  # type: ignore[index]
-        return self._stream(subject, payload, chunk_type, timeout, retries, initial_backoff, max_backoff)
+        return self._stream(msg_type, subject, payload, chunk_type, timeout, retries, initial_backoff, max_backoff)
 
-    async def _stream(self, subject: str, payload: bytes, chunk_type: Any, timeout: float, retries: int,
-                      initial_backoff: float, max_backoff: float) -> AsyncIterator[Any]:
+    async def _stream(self, msg_type: type[Message], subject: str, payload: bytes, chunk_type: Any, timeout: float,
+                      retries: int, initial_backoff: float, max_backoff: float) -> AsyncIterator[Any]:
         sub: NatsSubscription | None = None
         try:
             raw: Msg | None = None
             failure: BusError | None = None
+            kind = ""
             for attempt in range(retries + 1):
                 if attempt:
                     await asyncio.sleep(_backoff(attempt - 1, initial_backoff, max_backoff))
@@ -680,31 +721,37 @@ class Bus:
                     await sub.unsubscribe()
                 inbox = f"stream-response.{new_ulid()}"
                 sub = await self.nc.subscribe(inbox)
+                started = time.perf_counter()
                 await self.nc.publish(subject, payload, reply=inbox)
                 try:
                     raw = await sub.next_msg(timeout=timeout)
                 except nats.errors.TimeoutError:
                     failure = RequestTimeout(f"no stream response on {subject} within {timeout} s after {attempt + 1} attempt(s)")
-                    raw = None
+                    raw, kind = None, "timeout"
                     continue
                 if _is_no_responders(raw):
                     failure = NoResponders(f"no responders on {subject} after {attempt + 1} attempt(s)")
-                    raw = None
+                    raw, kind = None, "no_responders"
                     continue
+                self._request_done(msg_type, started)
                 break
             if raw is None:
                 assert failure is not None
+                self._request_failed(msg_type, kind)
                 raise failure
             expected = 0
             while True:
                 error = (raw.headers or {}).get(ERROR_HEADER)
                 if error is not None:
+                    self._request_failed(msg_type, "remote")
                     raise RemoteError(f"{subject}: {error}")
                 try:
                     chunk = decode(raw.data, chunk_type)
                 except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+                    self._request_failed(msg_type, "bad_response")
                     raise StreamError(f"bad stream response on {subject}: {exc}") from None
                 if chunk.index != expected:
+                    self._request_failed(msg_type, "stream")
                     raise StreamError(f"stream response on {subject}: index {chunk.index}, expected {expected}")
                 for item in chunk.responses:
                     yield item
@@ -715,6 +762,7 @@ class Bus:
                 try:
                     raw = await sub.next_msg(timeout=timeout)
                 except nats.errors.TimeoutError:
+                    self._request_failed(msg_type, "stream")
                     raise StreamError(f"stream on {subject} stalled: nothing for {timeout} s after index {chunk.index}") from None
         finally:
             if sub is not None:

@@ -18,6 +18,11 @@ A clean ``Registration.stop()`` deletes the key at once.
         ...                                                 # kind: "join" | "update" | "leave"
     await watcher.stop(); await registration.stop()
 
+Records are JSON (``nats kv get autonomys-members controller.<instance> --raw`` prints a
+readable object; records written as msgpack by older builds are still read). ``capacity`` holds
+numbers (pieces, free slots, measured throughput, hourly cost) and short strings (GPU model,
+self-test verdict).
+
 Watchers report existing members as "join" events first. "update" is only emitted when a member's
 content changes (not for plain refreshes). If the server cannot place expiry markers (before
 nats-server 2.11), watchers expire members locally ``1.5 × ttl`` after their last record.
@@ -37,7 +42,20 @@ import structlog
 
 from services.bus.client import Bus
 from services.bus.errors import BusError
-from services.bus.message import decode, encode
+from services.bus.message import decode
+
+
+def encode_member(member: "Member") -> bytes:
+    """A membership record as stored in the bucket (JSON, for ``nats kv get``)."""
+    return msgspec.json.encode(member)
+
+
+def decode_member(data: bytes) -> "Member":
+    """A stored record: JSON, or the msgpack of builds before JSON records."""
+    try:
+        return msgspec.json.decode(data, type=Member)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return decode(data, Member)
 
 log = structlog.get_logger("bus.membership")
 
@@ -53,7 +71,7 @@ class Member(msgspec.Struct, kw_only=True):
     role: str
     instance: str
     endpoints: list[str] = []
-    capacity: dict[str, int | float] = {}
+    capacity: dict[str, int | float | str] = {}
     version: str = ""
     started_at: float = 0.0  # unix time, set by register()
     updated_at: float = 0.0  # unix time of the latest refresh
@@ -91,7 +109,7 @@ class Registration:
 
     async def _put(self) -> None:
         self.member.updated_at = time.time()
-        await self.membership.kv.put(self.member.key, encode(self.member))
+        await self.membership.kv.put(self.member.key, encode_member(self.member))
 
     async def _refresh_loop(self) -> None:
         while True:
@@ -176,7 +194,7 @@ class MembershipWatcher:
             self._leave(key)
             return
         try:
-            member = decode(entry.value, Member)
+            member = decode_member(entry.value)
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
             log.warning("membership.bad_record", key=key, error=str(exc))
             return

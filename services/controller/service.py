@@ -47,8 +47,8 @@ from services.controller.messages import (
     slot_info_dedup_id,
 )
 from services.controller.config import ControllerConfig
-from services.daemon import Daemon, DaemonError
-from services.node.metrics import serve_metrics
+from services.daemon import Daemon, DaemonError, package_version
+from services.logs import CONNECTING_TO_NODE
 from services.node.rpc_client import NodeRpcClient, RpcConnectionError, RpcError
 from services.node.rpc_server import METHOD_NOT_FOUND
 from services.node.rpc_types import MAX_SEGMENT_HEADERS_PER_REQUEST
@@ -56,15 +56,6 @@ from services.protocol.pieces import Piece
 from services.protocol.segments import SegmentHeader
 
 NODE_CONNECT_TIMEOUT_S = 60.0
-
-
-def _version() -> str:
-    try:
-        from importlib.metadata import version
-
-        return version("autonomys-farmer-py")
-    except Exception:  # noqa: BLE001 - not installed as a distribution (source checkout)
-        return "0.1.0"
 
 
 class ControllerService(Daemon):
@@ -82,15 +73,7 @@ class ControllerService(Daemon):
         self._dev_piece_supported: bool | None = None
         self._tmp_dir: str | None = None
         self._membership = None
-        self._metrics_server = None
-        self.stats: dict[str, int] = {
-            "slots": 0,
-            "solutions": 0,
-            "solutions_rejected": 0,
-            "reward_signing": 0,
-            "reward_signatures": 0,
-            "segments": 0,
-        }
+        self.counters = self.metrics.controller  # services.metrics.node.ControllerMetrics
 
     # ---- lifecycle
 
@@ -104,7 +87,8 @@ class ControllerService(Daemon):
             self._tmp_dir = tempfile.mkdtemp(prefix="autonomys-controller-")
         self.node = NodeRpcClient(cfg.node_rpc_url)
         await self._connect_node()
-        self.bus = await Bus.connect(list(cfg.nats_servers), name=f"controller-{self.instance}")
+        self.bus = await Bus.connect(list(cfg.nats_servers), name=f"controller-{self.instance}",
+                                     metrics=self.metrics.bus)
         node = self.node
         # Subscribe to the node first so nothing the farmers need is missed once we serve.
         self._slot_sub = await node.subscribe_slot_info()
@@ -124,11 +108,6 @@ class ControllerService(Daemon):
         await bus.broadcast(FarmerIdentify())
         for group in cfg.cache_groups:
             await bus.broadcast(CacheIdentify(), instance=group)
-        if cfg.metrics_listen:
-            try:
-                self._metrics_server, _ = serve_metrics(cfg.metrics_listen, "controller", lambda: dict(self.stats))
-            except OSError as exc:
-                raise DaemonError(f"cannot serve metrics on {cfg.metrics_listen}: {exc.strerror or exc}") from exc
         self.log.info("controller started", node=cfg.node_rpc_url, nats=list(cfg.nats_servers))
 
     async def _connect_node(self) -> None:
@@ -136,9 +115,11 @@ class ControllerService(Daemon):
         deadline = time.monotonic() + NODE_CONNECT_TIMEOUT_S
         delay = 0.5
         while True:
+            self.log.info(CONNECTING_TO_NODE, url=self.config.node_rpc_url)  # the official farmer's wording
             try:
                 await self.node.connect(timeout=10)
                 info = await self.node.farmer_app_info()
+                self.counters.node_connected.set(1)
                 self.log.info(
                     "connected to node",
                     genesis=info.genesis_hash.hex(),
@@ -164,7 +145,7 @@ class ControllerService(Daemon):
                 instance=self.instance,
                 endpoints=[self.config.node_rpc_url],
                 capacity={"service_instances": self.config.service_instances},
-                version=_version(),
+                version=package_version(),
             )
         )
 
@@ -185,8 +166,7 @@ class ControllerService(Daemon):
             await self.bus.close()
         if self.node is not None:
             await self.node.close()
-        if self._metrics_server is not None:
-            self._metrics_server.shutdown()
+            self.counters.node_connected.set(0)
         if self._tmp_dir is not None:
             shutil.rmtree(self._tmp_dir, ignore_errors=True)
 
@@ -195,20 +175,21 @@ class ControllerService(Daemon):
     async def _forward_slots(self) -> None:
         assert self.bus is not None
         async for info in self._slot_sub:
-            self.stats["slots"] += 1
+            self.counters.slots.inc()
+            self.counters.last_slot.set(info.slot_number)
             await self.bus.broadcast(SlotInfoBroadcast.build(info, self.instance), dedup_id=slot_info_dedup_id(info.slot_number))
 
     async def _forward_reward_signing(self) -> None:
         assert self.bus is not None
         async for info in self._reward_sub:
-            self.stats["reward_signing"] += 1
+            self.counters.reward_signing.inc()
             self.log.info("reward signing requested", hash=info.hash.hex()[:16], public_key=info.public_key.hex()[:16])
             await self.bus.broadcast(RewardSigningBroadcast.build(info))
 
     async def _forward_segment_headers(self) -> None:
         assert self.bus is not None and self.node is not None
         async for header in self._segment_sub:
-            self.stats["segments"] += 1
+            self.counters.segments.inc()
             self._headers[header.segment_index] = header
             await self.bus.broadcast(
                 ArchivedSegmentHeaderBroadcast.build(header), dedup_id=archived_segment_dedup_id(header.segment_index)
@@ -226,14 +207,15 @@ class ControllerService(Daemon):
         try:
             response = msg.decoded()
         except ValueError as exc:
+            self.counters.solutions.labels("malformed").inc()
             self.log.warning("malformed solution from the cluster", error=str(exc))
             return
-        self.stats["solutions"] += 1
         try:
             await self.node.submit_solution_response(response)
+            self.counters.solutions.labels("forwarded").inc()
             self.log.info("solution forwarded", slot=response.slot_number, sector_index=response.solution.sector_index)
         except (RpcError, RpcConnectionError) as exc:
-            self.stats["solutions_rejected"] += 1
+            self.counters.solutions.labels("rejected").inc()
             self.log.warning("node refused solution", slot=response.slot_number, error=str(exc))
 
     async def _on_reward_signature(self, msg: RewardSignatureNotification) -> None:
@@ -243,7 +225,7 @@ class ControllerService(Daemon):
         except ValueError as exc:
             self.log.warning("malformed reward signature from the cluster", error=str(exc))
             return
-        self.stats["reward_signatures"] += 1
+        self.counters.reward_signatures.inc()
         try:
             await self.node.submit_reward_signature(response)
         except (RpcError, RpcConnectionError) as exc:
@@ -275,11 +257,13 @@ class ControllerService(Daemon):
 
     async def _on_piece(self, msg: PieceRequest) -> PieceResult:
         piece = await self._get_piece(msg.piece_index)
+        self.counters.piece_requests.labels("missing" if piece is None else "found").inc()
         return PieceResult(piece=None if piece is None else bytes(piece))
 
     async def _on_pieces(self, msg: PiecesRequest):  # noqa: ANN201 - async generator of PieceItem
         for index in msg.piece_indices:
             piece = await self._get_piece(index)
+            self.counters.piece_requests.labels("missing" if piece is None else "found").inc()
             if piece is not None:
                 yield PieceItem(piece_index=index, piece=bytes(piece))
 

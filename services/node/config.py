@@ -20,6 +20,7 @@ from services.config import (
     parse_host_port,
     parse_int,
     parse_listen,
+    parse_listen_list,
     parse_log_level,
     parse_node_rpc_url,
 )
@@ -37,7 +38,8 @@ class DevNodeConfig(JsonConfig, frozen=True, kw_only=True):
     * ``rpc_methods``: ``unsafe`` allows the farmer's unsafe methods (submit solution, reward
       signature, acknowledge, piece); ``safe`` refuses them; ``auto`` (default) is unsafe on a
       loopback listener and safe otherwise (Substrate's rule).
-    * ``kzg_params``: path of the trusted setup file, or None for the insecure dev setup.
+    * ``kzg_params``: path of the trusted setup file, ``"mainnet"`` (packaged), or None for the
+      insecure dev setup.
     * ``pieces_in_sector``: the chain's ``max_pieces_in_sector``.
     * ``solution_range``: initial (and, without adjustment, fixed) block solution range.
     * ``pre_archived_segments``: history segments archived before the first slot.
@@ -59,7 +61,7 @@ class DevNodeConfig(JsonConfig, frozen=True, kw_only=True):
     pre_archived_segments: int = 1
     history_seed: str = "autonomys-dev"
     kzg_params: str | None = None
-    metrics_listen: str | None = None
+    prometheus_listen_on: tuple[str, ...] = ()
     log_level: str = "info"
     json_logs: bool = False
 
@@ -144,14 +146,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="history segments archived before the first slot (default 1)")
     parser.add_argument("--history-seed", default="autonomys-dev", metavar="TEXT",
                         help="seed of the deterministic synthetic history")
-    parser.add_argument("--kzg-params", default=None, metavar="PATH|dev",
-                        help="trusted setup file (default: insecure dev setup)")
-    parser.add_argument("--prometheus-listen-on", "--metrics-listen", dest="metrics_listen_local",
-                        default=None, metavar="HOST:PORT", help="Prometheus metrics listener")
+    parser.add_argument("--kzg-params", default=None, metavar="PATH|mainnet|dev",
+                        help="trusted setup: a file, the packaged mainnet setup, or the insecure dev setup (default)")
+    parser.add_argument("--prometheus-listen-on", "--metrics-listen", dest="metrics_listen_local", action="append",
+                        default=None, metavar="HOST:PORT", help="Prometheus metrics listener (repeatable)")
 
 
 def from_args(args: argparse.Namespace, dry_run: bool, log_level: str = "info", json_logs: bool = False,
-              metrics_listen: str | None = None) -> DevNodeConfig:
+              prometheus_listen_on: tuple[str, ...] = ()) -> DevNodeConfig:
     rpc_methods = args.rpc_methods.strip().lower()
     if rpc_methods not in RPC_METHODS:
         raise ConfigError(f"invalid --rpc-methods {args.rpc_methods!r}: expected auto, safe or unsafe")
@@ -159,7 +161,9 @@ def from_args(args: argparse.Namespace, dry_run: bool, log_level: str = "info", 
     kzg = args.kzg_params
     if kzg is not None and kzg.strip().lower() in ("", "dev"):
         kzg = None
-    if kzg is not None:
+    if kzg is not None and kzg.strip().lower() == "mainnet":
+        kzg = "mainnet"
+    elif kzg is not None:
         kzg = check_file(kzg, "--kzg-params")
     return DevNodeConfig(
         data_dir=check_directory(args.data_dir, "--data-dir", create=not dry_run),
@@ -178,7 +182,7 @@ def from_args(args: argparse.Namespace, dry_run: bool, log_level: str = "info", 
                                         maximum=10_000),
         history_seed=args.history_seed,
         kzg_params=kzg,
-        metrics_listen=parse_listen(args.metrics_listen_local or metrics_listen, "--prometheus-listen-on"),
+        prometheus_listen_on=parse_listen_list([*prometheus_listen_on, *(args.metrics_listen_local or [])]),
         log_level=parse_log_level(log_level),
         json_logs=json_logs,
     )

@@ -31,7 +31,6 @@ from services.node import dev_history
 from services.node.config import DevNodeConfig
 from services.node.dev_chain import ChainStateError, DevChain
 from services.node.dev_verify import SolutionVerifier
-from services.node.metrics import serve_metrics
 from services.node.rpc_server import InvalidParams, RpcServer, RpcServerError, Subscription, positional
 from services.node.rpc_types import (
     MAX_SEGMENT_HEADERS_PER_REQUEST,
@@ -120,7 +119,7 @@ class DevNode(Daemon):
         self._reward_waiters: dict[bytes, asyncio.Future] = {}
         self.stats = collections.Counter()
         self._archive_proc: asyncio.subprocess.Process | None = None
-        self._metrics_server = None
+        self.metrics.dev_node(self._metric_values)
 
     # ---- lifecycle
 
@@ -150,11 +149,6 @@ class DevNode(Daemon):
         url = f"ws://{'127.0.0.1' if cfg.rpc_host in ('0.0.0.0', '::') else cfg.rpc_host}:{self.rpc.port}"
         self.rpc_url = url
         (Path(cfg.data_dir) / RPC_URL_FILE).write_text(url + "\n")
-        if cfg.metrics_listen:
-            try:
-                self._metrics_server, _ = serve_metrics(cfg.metrics_listen, "dev_node", self.status)
-            except OSError as exc:
-                raise DaemonError(f"cannot serve metrics on {cfg.metrics_listen}: {exc.strerror or exc}") from exc
         self.log.info(
             "dev node rpc listening",
             url=url,
@@ -178,8 +172,6 @@ class DevNode(Daemon):
             await proc.wait()
         await self.cancel_tasks()
         await self.rpc.stop()
-        if self._metrics_server is not None:
-            self._metrics_server.shutdown()
 
     # ---- archiving
 
@@ -562,6 +554,13 @@ class DevNode(Daemon):
             "rewardSigningFailures": self.stats["reward_signing_failures"],
             "unsafeRpc": self.rpc.unsafe_allowed,
         }
+
+    def _metric_values(self) -> dict:
+        """Counters and ``dev_status`` values for services.metrics.node.DevNodeMetrics (scrape time)."""
+        values: dict = dict(self.stats)
+        if self.chain is not None:
+            values.update(self.status())
+        return values
 
     async def _rpc_status(self, params: list, conn) -> dict:  # noqa: ANN001
         return self.status()

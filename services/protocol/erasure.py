@@ -33,7 +33,8 @@ interpolated back. The result must have degree < n; since ``Z`` vanishes exactly
 positions, that check alone proves every present shard consistent. With exactly n present (any
 record read from a sector) there is nothing to check: the division then runs on the n-point coset
 ``7·<w_n>`` and Z on the domain comes from the tree's last level (``_recover_exactly_n``).
-A 2^16 record from a random half: ~0.21 s on one core, ~0.12 s on two (``ntt.set_threads``).
+A 2^16 record from a random half: ~0.21 s on one core, ~0.12 s on two (``workers``: every hot
+method takes an optional :class:`services.protocol.parallel.Workers` to split its NTTs).
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ import numpy as np
 from services.protocol import field, ntt
 from services.protocol.constants import SCALAR_FULL_BYTES
 from services.protocol.field import R, _add64, _ld, _mont_mul64, _st
+from services.protocol.parallel import Workers
 
 MAX_SCALE = ntt.MAX_LOG_SIZE
 
@@ -94,7 +96,7 @@ def _coset_powers(size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         return tables
 
 
-def _zero_poly_tables(log_total: int, missing: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _zero_poly_tables(log_total: int, missing: np.ndarray, workers: Workers | None) -> tuple[np.ndarray, np.ndarray]:
     """Values on the size-2^log_total domain and inverse values on its coset ``k<w>`` of a zero
     polynomial Z of the ``missing`` positions: their roots, times ``X^pad`` to make the degree a
     power of two (X is non-zero on domain and coset, so present positions stay usable and the
@@ -102,11 +104,11 @@ def _zero_poly_tables(log_total: int, missing: np.ndarray) -> tuple[np.ndarray, 
     total = 1 << log_total
     padded = (1 << (len(missing) - 1).bit_length()) if len(missing) else 0
     roots = _domain_roots(log_total, missing, padded)
-    coefficients = _zero_poly(roots)
+    coefficients = _zero_poly(roots, workers)
     z = np.zeros((2, total, 4), dtype=np.uint64)
     z[0, : coefficients.shape[0]] = coefficients
-    z[1] = ntt.scale_rows(z[:1], _coset_powers(total)[0])[0]
-    ntt.ntt_inplace_batch(z)  # Z on the domain, Z on the coset
+    z[1] = ntt.scale_rows(z[:1], _coset_powers(total)[0], workers)[0]
+    ntt.ntt_inplace_batch(z, workers)  # Z on the domain, Z on the coset
     return z[0], field.batch_inverse(z[1])
 
 
@@ -180,7 +182,7 @@ def _odd_point_table(d: int) -> np.ndarray:
         return table
 
 
-def _zero_poly_root(roots_mont: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _zero_poly_root(roots_mont: np.ndarray, workers: Workers | None) -> tuple[np.ndarray, np.ndarray]:
     """Values on the size-m domain of ``prod (X - root)`` (m a power of two >= 1), and their
     forward NTT (which encodes the low coefficients, see ``_odd_point_inputs``).
 
@@ -198,31 +200,31 @@ def _zero_poly_root(roots_mont: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     while values.shape[0] > 1:
         count = values.shape[0] // 2
         odd = np.empty_like(values)
-        ntt.run_split(_odd_point_inputs, values.shape[0], d, transforms, _odd_point_table(d), minus_one, odd)
-        ntt.ntt_inplace_batch(odd)
+        ntt.run_split(_odd_point_inputs, values.shape[0], d, transforms, _odd_point_table(d), minus_one, odd, workers=workers)
+        ntt.ntt_inplace_batch(odd, workers)
         products = np.empty((count, 2 * d, 4), dtype=np.uint64)
-        ntt.run_split(_pair_products, count, d, values, odd, minus_one, products)
+        ntt.run_split(_pair_products, count, d, values, odd, minus_one, products, workers=workers)
         values = products
         transforms = products.copy()
-        ntt.ntt_inplace_batch(transforms)
+        ntt.ntt_inplace_batch(transforms, workers)
         d *= 2
     return values[0], transforms[0]
 
 
-def _low_coefficients(transforms: np.ndarray) -> np.ndarray:
+def _low_coefficients(transforms: np.ndarray, workers: Workers | None) -> np.ndarray:
     """``low`` of the monic ``X^m + low`` whose size-m domain values have forward NTT ``transforms``."""
     m = transforms.shape[0]
-    low = ntt.reverse_and_scale(transforms[None], ntt._inverse_scale(m))[0]  # intt = X^m + low there
+    low = ntt.reverse_and_scale(transforms[None], ntt._inverse_scale(m), workers)[0]  # intt = X^m + low there
     low[0] = field.sub(low[:1], field.from_ints([1]))[0]
     return low
 
 
-def _zero_poly(roots_mont: np.ndarray) -> np.ndarray:
+def _zero_poly(roots_mont: np.ndarray, workers: Workers | None) -> np.ndarray:
     """Monic coefficients of prod (X - root), Montgomery, length m + 1; m must be a power of two or 0."""
     if roots_mont.shape[0] == 0:
         return field.from_ints([1])
-    _, transforms = _zero_poly_root(roots_mont)
-    return np.concatenate([_low_coefficients(transforms), field.from_ints([1])])
+    _, transforms = _zero_poly_root(roots_mont, workers)
+    return np.concatenate([_low_coefficients(transforms, workers), field.from_ints([1])])
 
 
 def _domain_roots(log_total: int, positions: np.ndarray, count: int) -> np.ndarray:
@@ -253,7 +255,7 @@ def _fold_to_coset(src, low_table, high_table, dst, b_start, b_stop, i_start, i_
             _st(dst[b], i, _add64(lo, hi))
 
 
-def _recover_exactly_n(batch: np.ndarray, present: np.ndarray, missing: np.ndarray) -> np.ndarray:
+def _recover_exactly_n(batch: np.ndarray, present: np.ndarray, missing: np.ndarray, workers: Workers | None) -> np.ndarray:
     """Coefficients (batch, n, 4) when exactly n of the 2n shards are present (every record read
     back from a sector): nothing can be inconsistent, so ``P = (P·Z) / Z`` is only needed on the
     n-point coset ``k<w_n>``, and ``Z`` (degree n) on the 2n domain comes from the tree's last
@@ -262,34 +264,34 @@ def _recover_exactly_n(batch: np.ndarray, present: np.ndarray, missing: np.ndarr
     n = total // 2
     log_total = total.bit_length() - 1
     minus_one = field.from_ints([R - 1])
-    values, transforms = _zero_poly_root(_domain_roots(log_total, missing, n))
+    values, transforms = _zero_poly_root(_domain_roots(log_total, missing, n), workers)
     # Z on the 2n domain: X^n = 1 at even points (the tree's values), -1 at odd points.
     odd = np.empty((1, n, 4), dtype=np.uint64)
-    ntt.run_split(_odd_point_inputs, 1, n, transforms[None], _odd_point_table(n), minus_one, odd)
-    ntt.ntt_inplace_batch(odd)
+    ntt.run_split(_odd_point_inputs, 1, n, transforms[None], _odd_point_table(n), minus_one, odd, workers=workers)
+    ntt.ntt_inplace_batch(odd, workers)
     z_on_domain = np.empty((total, 4), dtype=np.uint64)
     z_on_domain[0::2] = values
     z_on_domain[1::2] = field.add(odd[0], minus_one)
     # Z on the coset k<w_n>: X^n = k^n there, so the values are NTT_n(low_i k^i) + k^n.
     coset_fwd, coset_fwd_scaled, _ = _coset_powers(total)
-    shifted = ntt.scale_rows(_low_coefficients(transforms)[None], coset_fwd[:n])
+    shifted = ntt.scale_rows(_low_coefficients(transforms, workers)[None], coset_fwd[:n], workers)
     shifted[0, 0] = field.add(shifted[0, :1], field.from_ints([pow(COSET_SHIFT, n, R)]))[0]
-    ntt.ntt_inplace_batch(shifted)
+    ntt.ntt_inplace_batch(shifted, workers)
     z_on_coset_inv = field.batch_inverse(shifted[0])
 
     work = np.array(batch, dtype=np.uint64, order="C", copy=True)
     work[:, ~present] = 0
-    work = ntt.scale_rows(work, z_on_domain)  # (P*Z) on the domain
-    ntt.ntt_inplace_batch(work)  # 2n * coefficients of P*Z, index-reversed
+    work = ntt.scale_rows(work, z_on_domain, workers)  # (P*Z) on the domain
+    ntt.ntt_inplace_batch(work, workers)  # 2n * coefficients of P*Z, index-reversed
     folded = np.empty((batch.shape[0], n, 4), dtype=np.uint64)
     ntt.run_split(
         _fold_to_coset, batch.shape[0], n, work, np.ascontiguousarray(coset_fwd_scaled[:n]),
-        np.ascontiguousarray(coset_fwd_scaled[n:]), folded,
+        np.ascontiguousarray(coset_fwd_scaled[n:]), folded, workers=workers,
     )
-    ntt.ntt_inplace_batch(folded)  # P*Z on the coset k<w_n>
-    folded = ntt.scale_rows(folded, z_on_coset_inv)  # P on the coset
-    ntt.ntt_inplace_batch(folded)  # n * coefficients of P(k X), index-reversed
-    return ntt.reverse_and_scale(folded, _coset_powers(n)[2])  # coefficients of P
+    ntt.ntt_inplace_batch(folded, workers)  # P*Z on the coset k<w_n>
+    folded = ntt.scale_rows(folded, z_on_coset_inv, workers)  # P on the coset
+    ntt.ntt_inplace_batch(folded, workers)  # n * coefficients of P(k X), index-reversed
+    return ntt.reverse_and_scale(folded, _coset_powers(n)[2], workers)  # coefficients of P
 
 
 class ErasureCoding:
@@ -312,22 +314,22 @@ class ErasureCoding:
                 f"source count {n} must be a power of two with 2*{n} <= {self.max_shards} (scale {self.scale})"
             )
 
-    def extend_limbs(self, source: np.ndarray) -> np.ndarray:
+    def extend_limbs(self, source: np.ndarray, workers: Workers | None = None) -> np.ndarray:
         """Parity limbs for (n, 4) or (batch, n, 4) uint64 source limbs (no validation of < r)."""
         batch, single = _to_batch(source, (4,), np.uint64, "source limbs")
         n = batch.shape[1]
         self._check_source_count(n)
         work = np.array(batch, dtype=np.uint64, order="C", copy=True)
-        ntt.ntt_inplace_batch(work)  # n * coefficients, index-reversed
-        parity = ntt.reverse_and_scale(work, _extend_shift(n))  # coefficients * w_2n^k
-        ntt.ntt_inplace_batch(parity)  # evaluations at w_2n^(2i+1)
+        ntt.ntt_inplace_batch(work, workers)  # n * coefficients, index-reversed
+        parity = ntt.reverse_and_scale(work, _extend_shift(n), workers)  # coefficients * w_2n^k
+        ntt.ntt_inplace_batch(parity, workers)  # evaluations at w_2n^(2i+1)
         return parity[0] if single else parity
 
-    def extend_array(self, source: np.ndarray) -> np.ndarray:
+    def extend_array(self, source: np.ndarray, workers: Workers | None = None) -> np.ndarray:
         """Parity for (n, 32) or (batch, n, 32) uint8 big-endian scalars; same shape out."""
         batch, single = _to_batch(source, (SCALAR_FULL_BYTES,), np.uint8, "source")
         self._check_source_count(batch.shape[1])
-        parity = _limbs_to_bytes_rows(self.extend_limbs(_bytes_rows_to_limbs(batch)))
+        parity = _limbs_to_bytes_rows(self.extend_limbs(_bytes_rows_to_limbs(batch), workers))
         return parity[0] if single else parity
 
     def extend(self, source: Sequence[bytes]) -> list[bytes]:
@@ -353,7 +355,7 @@ class ErasureCoding:
             raise ErasureError(f"too few shards to recover: {count} present, need at least {total // 2} of {total}")
         return present
 
-    def _recover_coefficients(self, batch: np.ndarray, present: np.ndarray) -> np.ndarray:
+    def _recover_coefficients(self, batch: np.ndarray, present: np.ndarray, workers: Workers | None) -> np.ndarray:
         """(batch, 2n, 4) -> (batch, n, 4) coefficients of the degree < n polynomials (verified:
         the interpolant's top half is zero), same representation as the input."""
         total = batch.shape[1]
@@ -363,52 +365,52 @@ class ErasureCoding:
         log_total = total.bit_length() - 1
         missing = np.flatnonzero(~present)
         if len(missing) == n:
-            return _recover_exactly_n(batch, present, missing)
-        z_on_domain, z_on_coset_inv = _zero_poly_tables(log_total, missing)
+            return _recover_exactly_n(batch, present, missing, workers)
+        z_on_domain, z_on_coset_inv = _zero_poly_tables(log_total, missing, workers)
         _, coset_fwd_scaled, coset_inv = _coset_powers(total)
         work = np.array(batch, dtype=np.uint64, order="C", copy=True)
         work[:, ~present] = 0
-        work = ntt.scale_rows(work, z_on_domain)  # (P*Z) on the domain
-        ntt.ntt_inplace_batch(work)  # total * coefficients of P*Z, index-reversed
-        work = ntt.reverse_and_scale(work, coset_fwd_scaled)  # coefficients of (P*Z)(k X)
-        ntt.ntt_inplace_batch(work)  # P*Z on the coset
-        work = ntt.scale_rows(work, z_on_coset_inv)  # P on the coset
-        ntt.ntt_inplace_batch(work)  # total * coefficients of P(k X), index-reversed
-        work = ntt.reverse_and_scale(work, coset_inv)  # coefficients of P
+        work = ntt.scale_rows(work, z_on_domain, workers)  # (P*Z) on the domain
+        ntt.ntt_inplace_batch(work, workers)  # total * coefficients of P*Z, index-reversed
+        work = ntt.reverse_and_scale(work, coset_fwd_scaled, workers)  # coefficients of (P*Z)(k X)
+        ntt.ntt_inplace_batch(work, workers)  # P*Z on the coset
+        work = ntt.scale_rows(work, z_on_coset_inv, workers)  # P on the coset
+        ntt.ntt_inplace_batch(work, workers)  # total * coefficients of P(k X), index-reversed
+        work = ntt.reverse_and_scale(work, coset_inv, workers)  # coefficients of P
         if work[:, n:].any():
             raise ErasureError("shards are inconsistent: not evaluations of one polynomial of degree < n")
         return np.ascontiguousarray(work[:, :n])
 
-    def recover_poly_limbs(self, values: np.ndarray, present: np.ndarray) -> np.ndarray:
+    def recover_poly_limbs(self, values: np.ndarray, present: np.ndarray, workers: Workers | None = None) -> np.ndarray:
         """The n monomial coefficients of the polynomial behind (2n, 4) or (batch, 2n, 4) shard
         limbs (``present`` marks the known positions): what ``Kzg.poly`` gives for the recovered
         source values, without evaluating them. Same representation out as in."""
         batch, single = _to_batch(values, (4,), np.uint64, "shard limbs")
-        coefficients = self._recover_coefficients(batch, present)
+        coefficients = self._recover_coefficients(batch, present, workers)
         return coefficients[0] if single else coefficients
 
-    def recover_source_limbs(self, values: np.ndarray, present: np.ndarray) -> np.ndarray:
+    def recover_source_limbs(self, values: np.ndarray, present: np.ndarray, workers: Workers | None = None) -> np.ndarray:
         """The n source values (even positions) from (2n, 4) or (batch, 2n, 4) shard limbs."""
         batch, single = _to_batch(values, (4,), np.uint64, "shard limbs")
-        source = self._recover_coefficients(batch, present)
-        ntt.ntt_inplace_batch(source)  # degree < n: its values on the size-n domain
+        source = self._recover_coefficients(batch, present, workers)
+        ntt.ntt_inplace_batch(source, workers)  # degree < n: its values on the size-n domain
         return source[0] if single else source
 
-    def recover_limbs(self, values: np.ndarray, present: np.ndarray) -> np.ndarray:
+    def recover_limbs(self, values: np.ndarray, present: np.ndarray, workers: Workers | None = None) -> np.ndarray:
         """All 2n values from (2n, 4) or (batch, 2n, 4) limbs where ``present`` (2n bools) marks
         the known positions (others are ignored). Same representation out as in."""
         batch, single = _to_batch(values, (4,), np.uint64, "shard limbs")
-        coefficients = self._recover_coefficients(batch, present)
+        coefficients = self._recover_coefficients(batch, present, workers)
         work = np.zeros(batch.shape, dtype=np.uint64)
         work[:, : coefficients.shape[1]] = coefficients
-        ntt.ntt_inplace_batch(work)  # P on the domain
+        ntt.ntt_inplace_batch(work, workers)  # P on the domain
         present = np.asarray(present, dtype=bool)
         # Implied by the degree check (Z vanishes only on erased positions); kept as a guard.
         if not np.array_equal(work[:, present], batch[:, present]):
             raise ErasureError("shards are inconsistent: present values disagree with the recovered polynomial")
         return work[0] if single else work
 
-    def recover_array(self, values: np.ndarray, present: np.ndarray) -> np.ndarray:
+    def recover_array(self, values: np.ndarray, present: np.ndarray, workers: Workers | None = None) -> np.ndarray:
         """All 2n values from (2n, 32) or (batch, 2n, 32) uint8 BE scalars and a present mask."""
         batch, single = _to_batch(values, (SCALAR_FULL_BYTES,), np.uint8, "shards")
         present = np.asarray(present, dtype=bool)
@@ -417,7 +419,7 @@ class ErasureCoding:
             raise ErasureError(f"present mask must have shape ({batch.shape[1]},), got {present.shape}")
         known = np.zeros_like(batch)
         known[:, present] = batch[:, present]
-        full = _limbs_to_bytes_rows(self.recover_limbs(_bytes_rows_to_limbs(known), present))
+        full = _limbs_to_bytes_rows(self.recover_limbs(_bytes_rows_to_limbs(known), present, workers))
         return full[0] if single else full
 
     def recover(self, shards: Sequence[bytes | None]) -> list[bytes]:

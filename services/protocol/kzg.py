@@ -4,7 +4,7 @@ Why: pieces carry record commitments and witnesses against the segment commitmen
 and proving need chunk witnesses; all must be bit-identical with the reference node.
 
 Curve arithmetic (MSM, pairings, point compression) is ``py_arkworks_bls12381``; the scalar
-side (inverse DFT, synthetic division) is ``field``/``ntt`` (numba).
+side (inverse DFT, synthetic division, Horner) is ``field``/``ntt`` (numba).
 
 Conventions (reference ``subspace-kzg`` on rust-kzg):
 
@@ -16,31 +16,36 @@ Conventions (reference ``subspace-kzg`` on rust-kzg):
 * ``verify(commitment, num_values, index, value, witness)`` checks
   ``e(C - [value]G1, G2) == e(W, [tau]G2 - [x]G2)``; any undecodable input gives ``False``.
 
-Setups: ``Kzg.from_file(path)`` reads the reference ``eth-public-parameters.bin`` layout
-(32 768 compressed G1 powers then 65 compressed G2 powers, 1 579 104 bytes); ``path=None``
-resolves ``default_params_path()`` (env ``AUTONOMYS_KZG_PARAMS``, else the shared checkout
-``../shared/kzg/eth-public-parameters.bin``). ``Kzg.dev()`` builds an INSECURE setup from a
-publicly known tau, for tests and dev nodes only: anyone can forge proofs against it.
-Loaded setups are cached in memory (per path/size/mtime, per dev tau). Files whose sha256 is the
-reference mainnet digest are decoded without per-point subgroup checks (~0.9 s instead of ~3 s);
-every file gets the generator and ``e([tau]G1, G2) == e(G1, [tau]G2)`` checks.
+Setups come in as **bytes**: ``Kzg.from_bytes(data)`` parses the reference
+``eth-public-parameters.bin`` layout (32 768 compressed G1 powers then 65 compressed G2 powers,
+1 579 104 bytes); data whose sha256 is the mainnet digest (``MAINNET_PARAMS_SHA256``) is decoded
+without per-point subgroup checks (~0.9 s instead of ~3 s), every setup gets the generator and
+``e([tau]G1, G2) == e(G1, [tau]G2)`` checks. Finding the bytes (the packaged mainnet file, a
+path, an environment variable) is the caller's business: ``services.kzg_setup``.
+
+``Kzg.dev(tau)`` is an INSECURE setup from a publicly known tau, for tests and dev chains only
+(anyone can forge proofs against it). Because tau is known, a commitment there is one scalar
+multiplication, ``[p(tau)]G1``, and a witness ``[q(tau)]G1`` with
+``q(tau) = (p(tau) - p(x)) / (tau - x)``: the same points the MSM gives, in microseconds instead
+of ~0.45 s per 2^15 polynomial (``Kzg.dev(tau, shortcut=False)`` keeps the MSM, for
+cross-checks). Its G1 powers are only generated when something needs them (``to_bytes``, MSM).
 
 Extras beyond the reference API: ``poly_from_limbs`` (canonical limbs, hot path),
 ``Polynomial.evaluate``, ``create_witness_at`` / ``verify_at`` (any point, used by the C-KZG
-cross-check), ``write``/``to_bytes`` (reference layout).
+cross-check), ``to_bytes`` (reference layout).
 
-Performance: ``commit``/``create_witness`` of a 2^15 polynomial are one arkworks MSM (~0.45 s,
-single-threaded). arkworks releases the GIL, so callers may commit several records in threads.
+Threads: ``commit`` / ``create_witness`` take an optional ``workers``
+(:class:`services.protocol.parallel.Workers`): arkworks' MSM is single-threaded but releases the
+GIL, so a large MSM is split into partial sums on the caller's threads (2^15 points: ~0.45 s
+on one thread, ~0.27 s on two). Without ``workers`` it runs on the calling thread.
 """
 
 from __future__ import annotations
 
 import functools
 import hashlib
-import os
 import threading
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Sequence
 
 import numba
@@ -50,37 +55,24 @@ from py_arkworks_bls12381 import GT, G1Point, G2Point, Scalar
 from services.protocol import field, ntt
 from services.protocol.constants import COMMITMENT_SIZE, SCALAR_FULL_BYTES
 from services.protocol.field import R, _add64, _ld, _mont_mul64, _st
+from services.protocol.parallel import Workers, run_all, worker_count
 
 G1_COUNT = 32768
 G2_COUNT = 65
 G1_SIZE = 48
 G2_SIZE = 96
 PARAMS_SIZE = G1_COUNT * G1_SIZE + G2_COUNT * G2_SIZE  # 1_579_104
-PARAMS_ENV_VAR = "AUTONOMYS_KZG_PARAMS"
 # sha256 of the reference shared/subspace-kzg/src/eth-public-parameters.bin (Ethereum KZG ceremony
 # transcript[3]); a file with this digest is trusted and its points decoded without subgroup checks.
 MAINNET_PARAMS_SHA256 = "f3ead1a6249527aa503d6c56578325c01d19b3365cc59905be2bba64ae322925"
 # Publicly known tau of the insecure dev setup: small and sparse (17 bits, two set bits), so the
 # powers are a cheap scalar-multiplication chain.
 DEV_TAU = 0x1_0001
-DEV_CACHE_MAGIC = b"autonomys-py dev kzg xy v1\x00\x00\x00\x00\x00\x00"  # 32 bytes
-G1_XY_SIZE = 96
-G2_XY_SIZE = 192
 MAX_DOMAIN_LOG = 32  # 2-adicity of r
 
 
 class KzgError(ValueError):
     """Bad KZG parameters, polynomial or argument."""
-
-
-def default_params_path() -> Path:
-    """Mainnet parameters path: env AUTONOMYS_KZG_PARAMS, else ../shared/kzg next to the repo."""
-    env = os.environ.get(PARAMS_ENV_VAR)
-    if env:
-        return Path(env)
-    shared = os.environ.get("AUTONOMYS_SHARED_DIR")
-    base = Path(shared) if shared else Path(__file__).resolve().parents[3] / "shared"
-    return base / "kzg" / "eth-public-parameters.bin"
 
 
 @dataclass(frozen=True, eq=False)
@@ -147,29 +139,13 @@ def _horner(coeffs, x, out):
 MSM_SPLIT_MIN_POINTS = 4096
 
 
-def _msm_threads() -> int:
-    """Threads for one large MSM: ``AUTONOMYS_MSM_THREADS`` or the CPU count (at most 8)."""
-    value = os.environ.get("AUTONOMYS_MSM_THREADS")
-    if value is not None:
-        try:
-            return max(1, int(value))
-        except ValueError:
-            raise KzgError(f"AUTONOMYS_MSM_THREADS must be an integer, got {value!r}") from None
-    return max(1, min(8, os.cpu_count() or 1))
+def _msm_parts(m: int, workers: Workers | None) -> int:
+    return 1 if m < MSM_SPLIT_MIN_POINTS else max(1, min(worker_count(workers), m // (MSM_SPLIT_MIN_POINTS // 2)))
 
 
-def _msm_parts(m: int) -> int:
-    return 1 if m < MSM_SPLIT_MIN_POINTS else min(_msm_threads(), m // (MSM_SPLIT_MIN_POINTS // 2))
-
-
-@functools.lru_cache(maxsize=1)
-def _msm_pool():
-    from concurrent.futures import ThreadPoolExecutor
-
-    return ThreadPoolExecutor(max_workers=_msm_threads(), thread_name_prefix="kzg-msm")
-
-
-os.register_at_fork(after_in_child=_msm_pool.cache_clear)  # a forked child gets a fresh pool
+def _scalar_from_limbs(limbs: np.ndarray) -> int:
+    """One canonical (1, 4) limb row as an int."""
+    return int.from_bytes(np.ascontiguousarray(limbs).tobytes(), "little")
 
 
 def _scalars_from_limbs(limbs: np.ndarray) -> list[Scalar]:
@@ -191,26 +167,51 @@ def _domain_point(num_values: int, index: int) -> int:
 
 
 class Kzg:
-    """A KZG setup: monomial G1 powers ``[tau^i]G1`` and G2 powers ``[tau^i]G2``."""
+    """A KZG setup: monomial G1 powers ``[tau^i]G1`` and G2 powers ``[tau^i]G2``.
 
-    def __init__(self, g1_powers: Sequence[G1Point], g2_powers: Sequence[G2Point], *, source: str = "<memory>") -> None:
-        if len(g1_powers) < 1 or len(g2_powers) < 2:
+    ``known_tau`` (dev setups only) switches commitments and witnesses to one scalar
+    multiplication each; ``g1_powers`` may then be None (generated on first need).
+    """
+
+    def __init__(
+        self,
+        g1_powers: Sequence[G1Point] | None,
+        g2_powers: Sequence[G2Point],
+        *,
+        source: str = "<memory>",
+        known_tau: int | None = None,
+        g1_count: int = G1_COUNT,
+    ) -> None:
+        if g1_powers is None and known_tau is None:
+            raise KzgError(f"KZG setup {source}: G1 powers can only be left out when tau is known")
+        count = len(g1_powers) if g1_powers is not None else g1_count
+        if count < 1 or len(g2_powers) < 2:
             raise KzgError(f"KZG setup {source}: need >= 1 G1 and >= 2 G2 powers")
-        self._g1 = list(g1_powers)
+        self._g1_list = list(g1_powers) if g1_powers is not None else None
+        self._g1_count = count
+        self._g1_lock = threading.Lock()
         self._g2 = list(g2_powers)
         self.source = source
+        self._known_tau = known_tau
         self._g1_gen = G1Point()
         self._g2_gen = G2Point()
         self._tau_g2 = self._g2[1]
         self._x_g2_cache = functools.lru_cache(maxsize=4096)(self._tau_minus_x_g2)
 
     def __repr__(self) -> str:
-        return f"Kzg(source={self.source!r}, g1_powers={len(self._g1)})"
+        return f"Kzg(source={self.source!r}, g1_powers={self._g1_count})"
 
     @property
     def max_values(self) -> int:
         """Largest polynomial length (coefficients) this setup can commit to."""
-        return len(self._g1)
+        return self._g1_count
+
+    @property
+    def _g1(self) -> list[G1Point]:
+        with self._g1_lock:
+            if self._g1_list is None:
+                self._g1_list = _powers(G1Point(), self._known_tau, self._g1_count)
+            return self._g1_list
 
     # ---- construction --------------------------------------------------------------------
 
@@ -249,99 +250,22 @@ class Kzg:
         return cls(g1, g2, source=source)
 
     @classmethod
-    def from_file(cls, path: str | os.PathLike | None = None, *, check: bool | None = None) -> Kzg:
-        """Load (and cache in memory per path/size/mtime) a parameters file; see module doc."""
-        path = Path(path) if path is not None else default_params_path()
-        try:
-            stat = path.stat()
-        except OSError as exc:
-            hint = f" (set {PARAMS_ENV_VAR} or pass a path)" if path == default_params_path() else ""
-            raise KzgError(f"KZG parameters file {path} cannot be read: {exc.strerror or exc}{hint}") from None
-        key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns, check)
-        with _file_cache_lock:
-            cached = _file_cache.get(key)
-        if cached is not None:
-            return cached
-        if stat.st_size != PARAMS_SIZE:
-            raise KzgError(f"KZG parameters file {path}: size is {stat.st_size} bytes, expected {PARAMS_SIZE}")
-        try:
-            data = path.read_bytes()
-        except OSError as exc:
-            raise KzgError(f"KZG parameters file {path} cannot be read: {exc.strerror or exc}") from None
-        kzg = cls.from_bytes(data, source=str(path), check=check)
-        with _file_cache_lock:
-            _file_cache[key] = kzg
-        return kzg
+    def dev(cls, tau: int = DEV_TAU, *, shortcut: bool = True) -> Kzg:
+        """INSECURE setup with a publicly known ``tau`` (tests and dev chains only).
 
-    @classmethod
-    def dev(cls, tau: int = DEV_TAU, *, cache_path: str | os.PathLike | None = None) -> Kzg:
-        """INSECURE setup with a publicly known ``tau`` (tests and dev nodes only).
-
-        Full size (32 768 G1 + 65 G2 powers). Cached in memory per tau. With ``cache_path`` the
-        points are also cached in that file (uncompressed, private format: loads in ~50 ms, vs
-        ~0.3-0.6 s to generate with the default tau); use ``write()`` for the reference layout.
+        Full size (32 768 G1 + 65 G2 powers), cached in memory per ``(tau, shortcut)``. With
+        ``shortcut`` (default) commitments and witnesses use the known tau (see module doc);
+        ``shortcut=False`` computes them by MSM over the powers, like any other setup.
         """
         if not isinstance(tau, int) or not 1 < tau < R or pow(tau, 1 << MAX_DOMAIN_LOG, R) == 1:
             raise KzgError(f"dev tau {tau!r} must be in 2..r-1 and not a 2^k-th root of unity")
-        with _dev_cache_lock:
-            kzg = _dev_cache.get(tau)
-            if kzg is None:
-                path = Path(cache_path) if cache_path is not None else None
-                if path is not None and path.is_file():
-                    kzg = cls._read_dev_cache(path, tau)
-                else:
-                    g1 = _powers(G1Point(), tau, G1_COUNT)
-                    g2 = _powers(G2Point(), tau, G2_COUNT)
-                    kzg = cls(g1, g2, source=f"dev(tau={tau:#x})")
-                _dev_cache[tau] = kzg
-        if cache_path is not None and not Path(cache_path).is_file():
-            kzg._write_dev_cache(Path(cache_path), tau)
-        return kzg
-
-    def _write_dev_cache(self, path: Path, tau: int) -> None:
-        data = b"".join(
-            [DEV_CACHE_MAGIC, tau.to_bytes(32, "big")]
-            + [p.to_xy_bytes_le() for p in self._g1]
-            + [p.to_xy_bytes_le() for p in self._g2]
-        )
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-
-    @classmethod
-    def _read_dev_cache(cls, path: Path, tau: int) -> Kzg:
-        expected = 64 + G1_COUNT * G1_XY_SIZE + G2_COUNT * G2_XY_SIZE
-        try:
-            data = path.read_bytes()
-        except OSError as exc:
-            raise KzgError(f"KZG dev cache {path} cannot be read: {exc.strerror or exc}") from None
-        if len(data) != expected or data[:32] != DEV_CACHE_MAGIC:
-            raise KzgError(f"KZG dev cache {path} is not a dev setup cache ({len(data)} bytes, expected {expected})")
-        if int.from_bytes(data[32:64], "big") != tau:
-            raise KzgError(f"KZG dev cache {path} holds a setup for a different tau")
-        try:
-            g1 = [G1Point.from_xy_bytes_unchecked_le(data[o : o + G1_XY_SIZE]) for o in range(64, 64 + G1_COUNT * G1_XY_SIZE, G1_XY_SIZE)]
-            base = 64 + G1_COUNT * G1_XY_SIZE
-            g2 = [G2Point.from_xy_bytes_unchecked_le(data[o : o + G2_XY_SIZE]) for o in range(base, expected, G2_XY_SIZE)]
-        except ValueError as exc:
-            raise KzgError(f"KZG dev cache {path} is corrupt ({exc})") from None
-        step = Scalar(tau)
-        if g1[0] != G1Point() or g2[0] != G2Point() or g1[1] != g1[0] * step or g1[-1] != g1[-2] * step or g2[1] != g2[0] * step:
-            raise KzgError(f"KZG dev cache {path} is corrupt (points are not powers of tau {tau:#x})")
-        return cls(g1, g2, source=f"dev(tau={tau:#x}, cache={path})")
+        return _dev_setup(tau, bool(shortcut))
 
     def to_bytes(self) -> bytes:
         """The setup in the reference file layout (needs the full 32 768 / 65 powers)."""
-        if len(self._g1) != G1_COUNT or len(self._g2) != G2_COUNT:
+        if self._g1_count != G1_COUNT or len(self._g2) != G2_COUNT:
             raise KzgError(f"setup {self.source} does not have {G1_COUNT}/{G2_COUNT} powers")
         return b"".join(p.to_compressed_bytes() for p in self._g1) + b"".join(p.to_compressed_bytes() for p in self._g2)
-
-    def write(self, path: str | os.PathLike) -> None:
-        """Write ``to_bytes()`` atomically to ``path``."""
-        path = Path(path)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_bytes(self.to_bytes())
-        os.replace(tmp, path)
 
     # ---- operations ----------------------------------------------------------------------
 
@@ -351,57 +275,72 @@ class Kzg:
         limbs = field.bytes_to_limbs(values)
         return self.poly_from_limbs(limbs)
 
-    def poly_from_limbs(self, limbs: np.ndarray) -> Polynomial:
+    def poly_from_limbs(self, limbs: np.ndarray, workers: Workers | None = None) -> Polynomial:
         """Like ``poly`` for canonical (n, 4) uint64 limbs (hot path; values assumed < r)."""
         n = limbs.shape[0] if isinstance(limbs, np.ndarray) and limbs.ndim == 2 else -1
         if n < 1 or n & (n - 1) or n > ntt.MAX_SIZE:
             raise KzgError(f"poly needs a power-of-two number of values in 1..{ntt.MAX_SIZE}, got {n if n >= 0 else limbs!r:.80}")
-        coeffs = ntt.intt(limbs)
+        coeffs = ntt.intt(limbs, workers)
         coeffs.flags.writeable = False
         return Polynomial(coeffs)
 
-    def _commit_limbs(self, limbs: np.ndarray) -> G1Point:
+    def _check_length(self, m: int) -> None:
+        if m > self._g1_count:
+            raise KzgError(f"polynomial has {m} coefficients, setup {self.source} supports {self._g1_count}")
+
+    def _commit_limbs(self, limbs: np.ndarray, workers: Workers | None) -> G1Point:
         m = limbs.shape[0]
-        if m > len(self._g1):
-            raise KzgError(f"polynomial has {m} coefficients, setup {self.source} supports {len(self._g1)}")
+        self._check_length(m)
         if m == 0:
             return G1Point.identity()
+        if self._known_tau is not None:
+            return self._g1_gen * Scalar(_evaluate_limbs(limbs, self._known_tau))
+        g1 = self._g1
         scalars = _scalars_from_limbs(limbs)
-        parts = _msm_parts(m)
+        parts = _msm_parts(m, workers)
         if parts == 1:
-            return G1Point.multiexp_unchecked(self._g1[:m], scalars)
+            return G1Point.multiexp_unchecked(g1[:m], scalars)
         # arkworks' MSM is single-threaded but releases the GIL: split the sum across threads.
         step = -(-m // parts)
-        chunks = [(self._g1[i : i + step], scalars[i : i + step]) for i in range(0, m, step)]
-        partial = list(_msm_pool().map(lambda c: G1Point.multiexp_unchecked(*c), chunks))
+        calls = [(G1Point.multiexp_unchecked, g1[i : i + step], scalars[i : i + step]) for i in range(0, m, step)]
+        partial = run_all(workers, calls)
         total = partial[0]
         for point in partial[1:]:
             total = total + point
         return total
 
-    def commit(self, poly: Polynomial) -> bytes:
+    def commit(self, poly: Polynomial, workers: Workers | None = None) -> bytes:
         """48-byte compressed commitment ``sum c_k [tau^k]G1``."""
         if not isinstance(poly, Polynomial):
             raise KzgError(f"commit needs a Polynomial, got {type(poly).__name__}")
-        return self._commit_limbs(poly.coefficients).to_compressed_bytes()
+        return self._commit_limbs(poly.coefficients, workers).to_compressed_bytes()
 
-    def create_witness(self, poly: Polynomial, num_values: int, index: int) -> bytes:
+    def create_witness(self, poly: Polynomial, num_values: int, index: int, workers: Workers | None = None) -> bytes:
         """48-byte witness for ``p(w_m^index)``, ``m = next_power_of_two(num_values)``."""
         if not isinstance(poly, Polynomial):
             raise KzgError(f"create_witness needs a Polynomial, got {type(poly).__name__}")
-        return self._witness(poly, _domain_point(num_values, index))
+        return self._witness(poly, _domain_point(num_values, index), workers)
 
-    def create_witness_at(self, poly: Polynomial, point: bytes) -> bytes:
+    def create_witness_at(self, poly: Polynomial, point: bytes, workers: Workers | None = None) -> bytes:
         """48-byte witness for ``p(point)`` at any 32-byte BE canonical scalar ``point``."""
         if not isinstance(poly, Polynomial):
             raise KzgError(f"create_witness_at needs a Polynomial, got {type(poly).__name__}")
-        return self._witness(poly, field.scalar_from_bytes(point))
+        return self._witness(poly, field.scalar_from_bytes(point), workers)
 
-    def _witness(self, poly: Polynomial, x: int) -> bytes:
+    def _witness(self, poly: Polynomial, x: int, workers: Workers | None) -> bytes:
         coeffs = poly.coefficients
+        tau = self._known_tau
+        if tau is not None and tau != x:
+            # q(tau) = (p(tau) - p(x)) / (tau - x): no quotient polynomial needed
+            self._check_length(max(coeffs.shape[0] - 1, 0))
+            if coeffs.shape[0] < 2:
+                return G1Point.identity().to_compressed_bytes()
+            difference = _evaluate_limbs(coeffs, tau) - _evaluate_limbs(coeffs, x)
+            q_at_tau = difference * pow(tau - x, -1, R) % R
+            return (self._g1_gen * Scalar(q_at_tau)).to_compressed_bytes()
         quotient = np.zeros((max(coeffs.shape[0] - 1, 0), 4), dtype=np.uint64)
         _divide_by_linear(coeffs, field.from_ints([x]), quotient)
-        return self._commit_limbs(quotient).to_compressed_bytes()
+        return self._commit_limbs(quotient, workers).to_compressed_bytes()
 
     def _tau_minus_x_g2(self, num_values: int, index: int) -> G2Point:
         x = _domain_point(num_values, index)
@@ -438,6 +377,13 @@ class Kzg:
         return GT.pairing_check([lhs, -w], [self._g2_gen, tau_minus_x])
 
 
+def _evaluate_limbs(coefficients: np.ndarray, x: int) -> int:
+    """p(x) as an int for canonical coefficient limbs (m >= 1) and an int point."""
+    out = np.zeros((1, 4), dtype=np.uint64)
+    _horner(coefficients, field.from_ints([x]), out)
+    return _scalar_from_limbs(out)
+
+
 def _powers(generator, tau: int, count: int) -> list:
     step = Scalar(tau)
     out = [generator]
@@ -446,7 +392,8 @@ def _powers(generator, tau: int, count: int) -> list:
     return out
 
 
-_file_cache_lock = threading.Lock()
-_file_cache: dict[tuple, Kzg] = {}
-_dev_cache_lock = threading.Lock()
-_dev_cache: dict[int, Kzg] = {}
+@functools.lru_cache(maxsize=8)
+def _dev_setup(tau: int, shortcut: bool) -> Kzg:
+    g2 = _powers(G2Point(), tau, G2_COUNT)
+    label = f"dev(tau={tau:#x})" if shortcut else f"dev(tau={tau:#x}, msm)"
+    return Kzg(None, g2, source=label, known_tau=tau) if shortcut else Kzg(_powers(G1Point(), tau, G1_COUNT), g2, source=label)

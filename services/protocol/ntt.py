@@ -14,23 +14,22 @@ limbs, see ``field``); the result is in the same representation as the input. In
 ``(n, 4)`` uint64 arrays or ``(batch, n, 4)`` for many transforms of the same size in one call;
 sizes are powers of two from 1 to 2^16 (MAX_LOG_SIZE).
 
-Threads: transforms of >= 2^13 elements in total are split over a small thread pool (the numba
-kernels release the GIL): batch rows between threads, or a single transform's independent
-blocks and then each remaining stage's twiddle range. ``set_threads(count)`` (default: CPU
-count, at most 8; 1 = everything on the calling thread). ``run_split`` does the same for
-element-wise kernels. Results do not depend on the thread count.
+Threads: with ``workers`` (a :class:`services.protocol.parallel.Workers`, the caller's executor)
+transforms of >= 2^13 elements in total are split over its threads (the numba kernels release
+the GIL): batch rows between threads, or a single transform's independent blocks and then each
+remaining stage's twiddle range. ``run_split`` does the same for element-wise kernels. Without
+``workers`` everything runs on the calling thread. Results do not depend on the split.
 """
 
 from __future__ import annotations
 
-import os
 import threading
-from concurrent.futures import ThreadPoolExecutor
 
 import numba
 import numpy as np
 
 from services.protocol import field
+from services.protocol.parallel import Workers, run_all, worker_count
 from services.protocol.field import R, _add64, _ld, _mont_mul64, _st, _sub64
 
 MAX_LOG_SIZE = 16
@@ -176,81 +175,48 @@ def _as_batch(values: np.ndarray) -> tuple[np.ndarray, int, bool]:
     return np.array(batch, dtype=np.uint64, order="C", copy=True), n.bit_length() - 1, single
 
 
-_pool_lock = threading.Lock()
-_pool: ThreadPoolExecutor | None = None
-_threads = max(1, min(os.cpu_count() or 1, 8))
 PARALLEL_MIN_ELEMENTS = 1 << 13  # smaller transforms run on the calling thread
 
 
-def set_threads(count: int) -> None:
-    """Number of threads large transforms are split over (default: CPU count, at most 8)."""
-    global _threads, _pool
-    if not isinstance(count, int) or count < 1:
-        raise ValueError(f"thread count must be a positive int, got {count!r}")
-    with _pool_lock:
-        _threads = count
-        if _pool is not None:
-            _pool.shutdown(wait=False)
-            _pool = None
-
-
-_pool_pid = 0
-
-
-def _executor() -> ThreadPoolExecutor:
-    global _pool, _pool_pid
-    with _pool_lock:
-        if _pool is None or _pool_pid != os.getpid():  # a forked child has none of the threads
-            _pool = ThreadPoolExecutor(max_workers=_threads, thread_name_prefix="ntt")
-            _pool_pid = os.getpid()
-        return _pool
-
-
-def _run_all(calls) -> None:
-    """Run (kernel, *args) calls on the pool (the kernels release the GIL) and wait for all."""
-    futures = [_executor().submit(*call) for call in calls]
-    for future in futures:
-        future.result()
-
-
-def _split_single(data: np.ndarray, log_n: int, workers: int, tw: np.ndarray) -> None:
-    """One forward DFT split over ``workers`` (a power of two) threads: after the bit reversal the
-    first log_n - w stages act on independent blocks; each later stage splits its twiddle range."""
-    log_w = workers.bit_length() - 1
+def _split_single(data: np.ndarray, log_n: int, parts: int, tw: np.ndarray, workers: Workers) -> None:
+    """One forward DFT split into ``parts`` (a power of two): after the bit reversal the first
+    log_n - log2(parts) stages act on independent blocks; each later stage splits its twiddle
+    range."""
+    log_w = parts.bit_length() - 1
     n = 1 << log_n
     _bit_reverse_permute(data, log_n)
     block = n >> log_w
-    _run_all([(_ntt_stages, data[b * block : (b + 1) * block], 0, log_n - log_w, MAX_LOG_SIZE, tw) for b in range(workers)])
+    run_all(workers, [(_ntt_stages, data[b * block : (b + 1) * block], 0, log_n - log_w, MAX_LOG_SIZE, tw) for b in range(parts)])
     for log_h in range(log_n - log_w, log_n):
         h = 1 << log_h
-        part = h // workers
+        part = h // parts
         shift = MAX_LOG_SIZE - 1 - log_h
-        _run_all([(_butterflies, data, h, w * part, (w + 1) * part, shift, tw) for w in range(workers)])
+        run_all(workers, [(_butterflies, data, h, w * part, (w + 1) * part, shift, tw) for w in range(parts)])
 
 
-def ntt_inplace_batch(batch: np.ndarray) -> None:
+def ntt_inplace_batch(batch: np.ndarray, workers: Workers | None = None) -> None:
     """Forward DFT in place on a C-contiguous (batch, n, 4) uint64 array (hot-path helper).
 
-    Large work is split over threads: whole rows when there are several, else one transform."""
+    With ``workers``, large work is split: whole rows when there are several, else one transform."""
     rows, n = batch.shape[0], batch.shape[1]
     log_n = n.bit_length() - 1
     tw = twiddles()
-    threads = _threads
+    threads = min(worker_count(workers), n)
     if threads == 1 or rows * n < PARALLEL_MIN_ELEMENTS or rows == 0:
         _ntt_batch(batch, log_n, tw, MAX_LOG_SIZE)
     elif rows >= 2:
-        workers = min(threads, rows)
-        bounds = [rows * w // workers for w in range(workers + 1)]
-        _run_all([(_ntt_batch, batch[bounds[w] : bounds[w + 1]], log_n, tw, MAX_LOG_SIZE) for w in range(workers)])
+        parts = min(threads, rows)
+        bounds = [rows * w // parts for w in range(parts + 1)]
+        run_all(workers, [(_ntt_batch, batch[bounds[w] : bounds[w + 1]], log_n, tw, MAX_LOG_SIZE) for w in range(parts)])
     else:
-        workers = 1 << (threads.bit_length() - 1)  # largest power of two <= threads
-        _split_single(batch[0], log_n, workers, tw)
+        parts = 1 << (threads.bit_length() - 1)  # largest power of two <= threads
+        _split_single(batch[0], log_n, parts, tw, workers)
 
 
-def ntt(values: np.ndarray) -> np.ndarray:
+def ntt(values: np.ndarray, workers: Workers | None = None) -> np.ndarray:
     """Forward DFT: ``out[i] = sum_k values[k] * omega^(i*k)`` over the size-n domain."""
     batch, _, single = _as_batch(values)
-    ntt_inplace_batch(batch)
+    ntt_inplace_batch(batch, workers)
     return batch[0] if single else batch
 
 
@@ -269,38 +235,39 @@ def _inverse_scale(n: int) -> np.ndarray:
         return table
 
 
-def run_split(kernel, rows: int, count: int, *args) -> None:
+def run_split(kernel, rows: int, count: int, *args, workers: Workers | None = None) -> None:
     """Call ``kernel(*args, row_start, row_stop, start, stop)`` over rows [0, rows) x [0, count),
-    split over the threads (by rows when there are enough, else by the inner range) when
+    split over ``workers`` (by rows when there are enough, else by the inner range) when
     ``rows * count`` is large; the kernel must treat disjoint blocks independently."""
-    threads = _threads
+    threads = worker_count(workers)
     if threads == 1 or rows * count < PARALLEL_MIN_ELEMENTS:
         kernel(*args, 0, rows, 0, count)
     elif rows >= threads:
         bounds = [rows * w // threads for w in range(threads + 1)]
-        _run_all([(kernel, *args, bounds[w], bounds[w + 1], 0, count) for w in range(threads)])
+        run_all(workers, [(kernel, *args, bounds[w], bounds[w + 1], 0, count) for w in range(threads)])
     else:
+        threads = min(threads, count)
         bounds = [count * w // threads for w in range(threads + 1)]
-        _run_all([(kernel, *args, 0, rows, bounds[w], bounds[w + 1]) for w in range(threads)])
+        run_all(workers, [(kernel, *args, 0, rows, bounds[w], bounds[w + 1]) for w in range(threads)])
 
 
-def reverse_and_scale(batch: np.ndarray, scale: np.ndarray) -> np.ndarray:
+def reverse_and_scale(batch: np.ndarray, scale: np.ndarray, workers: Workers | None = None) -> np.ndarray:
     """``out[b, k] = batch[b, -k mod n] * scale[k]`` (scale: Montgomery (n, 4)); new array."""
     out = np.empty_like(batch)
-    run_split(_reverse_and_scale, batch.shape[0], batch.shape[1], batch, np.ascontiguousarray(scale), out)
+    run_split(_reverse_and_scale, batch.shape[0], batch.shape[1], batch, np.ascontiguousarray(scale), out, workers=workers)
     return out
 
 
-def scale_rows(batch: np.ndarray, scale: np.ndarray) -> np.ndarray:
+def scale_rows(batch: np.ndarray, scale: np.ndarray, workers: Workers | None = None) -> np.ndarray:
     """``out[b, k] = batch[b, k] * scale[k]`` (scale: Montgomery (n, 4)); new array."""
     out = np.empty_like(batch)
-    run_split(_scale_rows, batch.shape[0], batch.shape[1], batch, np.ascontiguousarray(scale), out)
+    run_split(_scale_rows, batch.shape[0], batch.shape[1], batch, np.ascontiguousarray(scale), out, workers=workers)
     return out
 
 
-def intt(values: np.ndarray) -> np.ndarray:
+def intt(values: np.ndarray, workers: Workers | None = None) -> np.ndarray:
     """Inverse DFT: ``out[k] = n^-1 * sum_i values[i] * omega^(-i*k)`` (evaluations -> coefficients)."""
     batch, _, single = _as_batch(values)
-    ntt_inplace_batch(batch)
-    out = reverse_and_scale(batch, _inverse_scale(batch.shape[1]))
+    ntt_inplace_batch(batch, workers)
+    out = reverse_and_scale(batch, _inverse_scale(batch.shape[1]), workers)
     return out[0] if single else out

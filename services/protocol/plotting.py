@@ -1,154 +1,149 @@
-"""Plotting: encode records with proofs of space and assemble a sector's bytes (spec 03 s6-8).
+"""Plotting: encode a sector's records in place, in parallel, abortably (spec 03 s6-8).
 
 Each record of a sector is erasure-extended to 65 536 chunks (one per s-bucket), masked with
 the BLAKE3 hash of the proof of space found for that s-bucket in the PoS tables of the record's
-own seed, and 32 768 of the chunks are kept (encoded first, then unencoded fill).  The sector
-is written s-bucket-major so that an audit reads one contiguous s-bucket.
+own seed, and 32 768 of the chunks are kept (encoded first, then unencoded fill).
 
-The two heavy steps are pluggable so a GPU backend can replace them:
+Memory: a :class:`SectorBuffer` is the one allocation of a sector being plotted: its records'
+stored chunks (record-major, ``n`` MiB), their encoded-chunk bitfields and record metadata.
+Records are encoded straight into it, so a piece's bytes can be dropped as soon as its record
+is encoded. :mod:`services.protocol.sector_writer` then streams the finished sector in the
+reference layout (s-bucket-major) from it, in bounded windows, with its checksum: no second
+copy of the sector is ever made.
 
-* a :class:`RecordEncoder` turns ``(record chunks, pos seed)`` into an :class:`EncodedRecord`;
-  :class:`CpuRecordEncoder` does it with an ``ErasureCoding`` instance and a ``ProofsForSeed``
-  callable (``seed -> SBucketProofs``: which of the 65 536 s-buckets have a proof, and the
-  proofs);
-* :func:`assemble_sector` (numba) lays the encoded records out in sector order.
+Parallelism: :func:`encode_records` runs one record per task on the caller's executor (the PoS,
+erasure and selection kernels release the GIL, so threads scale), keeps a bounded number of
+pieces in flight, checks an abort signal between records and reports each encoded record. A
+daemon may instead call :meth:`SectorBuffer.encode_record` itself from its executor as pieces
+arrive: records are independent and write disjoint rows.
 
-Pure: pieces come in as bytes, the sector comes out as bytes plus its metadata.
+Backends: a :class:`RecordEncoder` writes one record's stored chunks and bitfield into the
+buffer's rows. :class:`CpuRecordEncoder` does it with an ``ErasureCoding(16)`` and a
+``ProofsForSeed`` provider (:mod:`services.protocol.s_bucket_proofs`): K=20 tables on the CPU
+(numba) or the GPU (cupy), or the shim table for tests.
 
-Main API: ``sector_piece_indexes`` (what to download), ``plot_sector(public_key, sector_index,
-protocol_info, pieces_in_sector, pieces_by_index, encoder) -> PlottingResult(sector, metadata,
-plotted_sector)``, ``CpuRecordEncoder(erasure_coding, proofs_for_seed)``, and the
-``ProofsForSeed`` providers ``chia_proofs_for_seed(backend)`` (real K=20) and
-``shim_proofs_for_seed`` (tests/dev).  Errors: ``PlottingError``.
+Main API: ``SectorBuffer(public_key, sector_index, protocol_info, pieces_in_sector)``
+(``.piece_indexes``, ``.encode_record(offset, piece, encoder)``), ``encode_records(buffer,
+pieces, encoder, executor=None, abort=None, on_record=None)``, ``CpuRecordEncoder``,
+``plot_sector(...) -> PlottingResult`` (whole sector as bytes: tests, tools),
+``sector_piece_indexes``. Errors: ``PlottingError``, ``PlottingAborted``.
 """
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import FIRST_COMPLETED, Executor, Future, wait
 from dataclasses import dataclass
-from typing import Callable, Mapping, NamedTuple, Protocol
+from typing import Protocol
 
 import numpy as np
 from numba import njit
 
+from services.protocol import field
 from services.protocol.constants import (
     PIECE_SIZE,
-    POS_PROOF_SIZE,
     RECORD_NUM_CHUNKS,
-    RECORD_NUM_S_BUCKETS,
     RECORD_SIZE,
     SCALAR_FULL_BYTES,
 )
-from services.protocol.auditing import blake3_hash_rows
 from services.protocol.hashes import blake3_hash
+from services.protocol.s_bucket_proofs import (  # the providers an encoder takes, importable from here too
+    ProofsForSeed,
+    SBucketProofs,
+    check_s_bucket_proofs,
+    chia_proofs_for_seed,
+    shim_proofs_for_seed,
+)
 from services.protocol.sector import (
+    RECORD_BITFIELD_SIZE,
     RECORD_METADATA_SIZE,
     FarmerProtocolInfo,
     PlottedSector,
-    RecordMetadata,
-    SectorContentsMap,
     SectorMetadata,
     derive_evaluation_seed,
     derive_piece_indexes,
     derive_sector_id,
-    record_chunk_slots,
-    sector_contents_map_size,
     sector_size,
 )
+
+
+__all__ = [
+    "AbortSignal", "CpuRecordEncoder", "EncodedRecord", "PlottingAborted", "PlottingError", "PlottingResult",
+    "ProofsForSeed", "RecordEncoder", "SBucketProofs", "SectorBuffer", "chia_proofs_for_seed", "encode_records",
+    "plot_sector", "record_array", "sector_piece_indexes", "shim_proofs_for_seed",
+]
 
 
 class PlottingError(ValueError):
     """A sector cannot be plotted from the given input (missing/malformed piece, bad scalar)."""
 
 
-class SBucketProofs(NamedTuple):
-    """Proofs of space of one seed for every s-bucket (challenge index 0..65535).
-
-    ``found[s]`` tells whether ``find_proof(s)`` exists; ``proofs[s]`` holds it (160 bytes, zero
-    where not found).
-    """
-
-    found: np.ndarray  # (65536,) bool
-    proofs: np.ndarray  # (65536, 160) uint8
-
-    def proof(self, s_bucket: int) -> bytes | None:
-        return self.proofs[s_bucket].tobytes() if self.found[s_bucket] else None
-
-    def mask_hashes(self) -> np.ndarray:
-        """``(65536, 32)`` uint8: BLAKE3 of each found proof (zero rows where none)."""
-        return proof_mask_hashes(self.found, self.proofs)
+class PlottingAborted(Exception):
+    """Plotting stopped because the abort signal was set (a cancelled or superseded job)."""
 
 
-ProofsForSeed = Callable[[bytes], SBucketProofs]
-
-
-def proof_mask_hashes(found: np.ndarray, proofs: np.ndarray) -> np.ndarray:
-    found = np.asarray(found, dtype=bool)
-    if found.shape != (RECORD_NUM_S_BUCKETS,) or proofs.shape != (RECORD_NUM_S_BUCKETS, POS_PROOF_SIZE):
-        raise ValueError(
-            f"s-bucket proofs must be shaped ({RECORD_NUM_S_BUCKETS},) and ({RECORD_NUM_S_BUCKETS}, {POS_PROOF_SIZE}), "
-            f"got {found.shape} and {proofs.shape}"
-        )
-    hashes = np.zeros((RECORD_NUM_S_BUCKETS, 32), dtype=np.uint8)
-    hashes[found] = blake3_hash_rows(np.asarray(proofs, dtype=np.uint8)[found])
-    return hashes
-
-
-def check_s_bucket_proofs(proofs: SBucketProofs) -> SBucketProofs:
-    found = np.asarray(proofs.found, dtype=bool)
-    raw = np.asarray(proofs.proofs, dtype=np.uint8)
-    if found.shape != (RECORD_NUM_S_BUCKETS,) or raw.shape != (RECORD_NUM_S_BUCKETS, POS_PROOF_SIZE):
-        raise PlottingError(
-            f"PoS backend returned arrays shaped {found.shape} / {raw.shape}, expected "
-            f"({RECORD_NUM_S_BUCKETS},) / ({RECORD_NUM_S_BUCKETS}, {POS_PROOF_SIZE})"
-        )
-    return SBucketProofs(found, raw)
-
-
-def proofs_from_tables(tables) -> SBucketProofs:  # noqa: ANN001 - pos.Tables or pos.shim.ShimTables
-    """First proof of every s-bucket from a PoS ``Tables`` object."""
-    proofs, found = tables.find_proofs_for_all_s_buckets()
-    return check_s_bucket_proofs(SBucketProofs(found, proofs))
-
-
-def chia_proofs_for_seed(backend: str | None = None) -> ProofsForSeed:
-    """``ProofsForSeed`` building the real K=20 Chia tables (the protocol's PoS)."""
-    from services.protocol.pos import create_tables  # heavy numba import, only when used
-
-    def proofs_for_seed(seed: bytes) -> SBucketProofs:
-        return proofs_from_tables(create_tables(seed, 20, backend))
-
-    return proofs_for_seed
-
-
-def shim_proofs_for_seed(seed: bytes) -> SBucketProofs:
-    """``ProofsForSeed`` with the insecure shim table (spec 02 s9; tests and dev chains only)."""
-    from services.protocol.pos import create_shim_tables
-
-    return proofs_from_tables(create_shim_tables(seed))
+class AbortSignal(Protocol):
+    def is_set(self) -> bool: ...  # threading.Event has it
 
 
 # --------------------------------------------------------------------------------------------
 # Record encoding
 
 
+class RecordEncoder(Protocol):
+    def encode_into(self, record: np.ndarray, pos_seed: bytes, chunks: np.ndarray, bitfield: np.ndarray) -> int:
+        """Encode one record given as ``(32768, 32)`` uint8 big-endian scalars: write its 32 768
+        stored chunks into ``chunks`` ``(32768, 32)`` and its encoded-chunk bitfield (LSB-first)
+        into ``bitfield`` ``(8192,)``; return the number of encoded chunks. Must be thread-safe."""
+        ...
+
+
+@njit(cache=True, nogil=True)
+def _select_chunks(source, parity, found, mask_hashes, chunks, bitfield):
+    """Spec 03 s6 steps 2-4 for one record, written straight into its sector rows.
+
+    The extended record is ``ext[2i] = source[i]``, ``ext[2i+1] = parity[i]``. Encoded chunks
+    (``ext[s] ^ hash[s]`` where a proof exists and the result is not all zero) are kept for the
+    first 32 768 such s-buckets, in ascending order, then the unencoded ``ext[s]`` of the first
+    s-buckets without a bit fill the rest. Returns the number of encoded chunks."""
+    capacity = chunks.shape[0]
+    bitfield[:] = 0
+    encoded = 0
+    for s in range(found.shape[0]):
+        if encoded == capacity:
+            break
+        if not found[s]:
+            continue
+        row = source[s >> 1] if (s & 1) == 0 else parity[s >> 1]
+        nonzero = False
+        for b in range(SCALAR_FULL_BYTES):
+            value = row[b] ^ mask_hashes[s, b]
+            chunks[encoded, b] = value
+            if value != 0:
+                nonzero = True
+        if nonzero:  # an all-zero encoded value counts as "no proof"
+            bitfield[s >> 3] = bitfield[s >> 3] | np.uint8(1 << (s & 7))
+            encoded += 1
+    filled = encoded
+    for s in range(found.shape[0]):
+        if filled == capacity:
+            break
+        if (bitfield[s >> 3] >> (s & 7)) & 1:
+            continue
+        row = source[s >> 1] if (s & 1) == 0 else parity[s >> 1]
+        for b in range(SCALAR_FULL_BYTES):
+            chunks[filled, b] = row[b]
+        filled += 1
+    return encoded
+
+
 @dataclass(frozen=True, eq=False)
 class EncodedRecord:
-    """A plotted record: its 32 768 stored chunks and which s-buckets hold encoded chunks."""
+    """One encoded record on its own (tests, tools): stored chunks and encoded-bucket mask."""
 
     chunks: np.ndarray  # (32768, 32) uint8: encoded chunks (ascending s) then unencoded ones
     encoded_mask: np.ndarray  # (65536,) bool
-
-    def __post_init__(self) -> None:
-        if self.chunks.shape != (RECORD_NUM_CHUNKS, SCALAR_FULL_BYTES) or self.chunks.dtype != np.uint8:
-            raise ValueError(f"encoded record chunks must be ({RECORD_NUM_CHUNKS}, 32) uint8, got {self.chunks.shape}")
-        if self.encoded_mask.shape != (RECORD_NUM_S_BUCKETS,):
-            raise ValueError(f"encoded mask must have {RECORD_NUM_S_BUCKETS} entries, got {self.encoded_mask.shape}")
-
-
-class RecordEncoder(Protocol):
-    def encode(self, record: np.ndarray, pos_seed: bytes) -> EncodedRecord:
-        """Encode one record given as ``(32768, 32)`` uint8 big-endian scalars."""
-        ...
 
 
 def record_array(record: bytes | bytearray | memoryview | np.ndarray) -> np.ndarray:
@@ -162,97 +157,197 @@ def record_array(record: bytes | bytearray | memoryview | np.ndarray) -> np.ndar
     return arr.reshape(RECORD_NUM_CHUNKS, SCALAR_FULL_BYTES)
 
 
-def interleave_extended(source: np.ndarray, parity: np.ndarray) -> np.ndarray:
-    """``ext[2i] = source[i]``, ``ext[2i+1] = parity[i]``."""
-    extended = np.empty((2 * source.shape[0], SCALAR_FULL_BYTES), dtype=np.uint8)
-    extended[0::2] = source
-    extended[1::2] = parity
-    return extended
-
-
-def select_encoded_chunks(extended: np.ndarray, found: np.ndarray, mask_hashes: np.ndarray) -> EncodedRecord:
-    """Mask, choose and order the chunks of one extended record (spec 03 s6 steps 2-4)."""
-    found = np.asarray(found, dtype=bool)
-    masked = extended ^ mask_hashes
-    # an encoded chunk that happens to be all zero counts as "no proof"
-    has_encoded = found & masked.any(axis=1)
-    encoded_s = np.flatnonzero(has_encoded)[:RECORD_NUM_CHUNKS]
-    encoded_mask = np.zeros(RECORD_NUM_S_BUCKETS, dtype=bool)
-    encoded_mask[encoded_s] = True
-    unencoded_s = np.flatnonzero(~encoded_mask)[: RECORD_NUM_CHUNKS - encoded_s.size]
-    chunks = np.concatenate([masked[encoded_s], extended[unencoded_s]])
-    return EncodedRecord(np.ascontiguousarray(chunks), encoded_mask)
-
-
 class CpuRecordEncoder:
-    """Record encoding with an ``ErasureCoding(16)`` instance and a PoS proofs provider."""
+    """Record encoding with an ``ErasureCoding(16)`` instance and a PoS proofs provider (whose
+    tables may come from the GPU: ``chia_proofs_for_seed("gpu")``). Thread-safe: one record per
+    thread, each call on the calling thread only."""
 
     def __init__(self, erasure_coding, proofs_for_seed: ProofsForSeed) -> None:  # noqa: ANN001
         self.erasure_coding = erasure_coding
         self.proofs_for_seed = proofs_for_seed
 
-    def extend(self, record: np.ndarray) -> np.ndarray:
-        """The 65 536 interleaved extended chunks of a record (raises on non-canonical chunks)."""
+    def parity(self, record: np.ndarray) -> np.ndarray:
+        """The 32 768 parity chunks ``ext[2i+1]`` of a record (raises on non-canonical chunks)."""
         try:
-            parity = self.erasure_coding.extend_array(record)
+            limbs = field.bytes_to_limbs(record)
         except ValueError as error:
             raise PlottingError(f"record cannot be erasure coded: {error}") from None
-        return interleave_extended(record, parity)
+        return field.limbs_to_bytes(self.erasure_coding.extend_limbs(limbs))
+
+    def encode_into(self, record: np.ndarray, pos_seed: bytes, chunks: np.ndarray, bitfield: np.ndarray) -> int:
+        record = record_array(record)
+        parity = self.parity(record)
+        proofs = check_s_bucket_proofs(self.proofs_for_seed(pos_seed))
+        return int(_select_chunks(record, parity, proofs.found, proofs.mask_hashes(), chunks, bitfield))
 
     def encode(self, record: np.ndarray, pos_seed: bytes) -> EncodedRecord:
-        extended = self.extend(record_array(record))
-        proofs = check_s_bucket_proofs(self.proofs_for_seed(pos_seed))
-        return select_encoded_chunks(extended, proofs.found, proofs.mask_hashes())
+        """One record into new arrays (tests, tools)."""
+        chunks = np.empty((RECORD_NUM_CHUNKS, SCALAR_FULL_BYTES), dtype=np.uint8)
+        bitfield = np.empty(RECORD_BITFIELD_SIZE, dtype=np.uint8)
+        self.encode_into(record, pos_seed, chunks, bitfield)
+        return EncodedRecord(chunks, np.unpackbits(bitfield, bitorder="little").astype(bool))
 
 
 # --------------------------------------------------------------------------------------------
-# Sector assembly
+# The sector being plotted
 
 
-@njit(cache=True, nogil=True)
-def _write_s_buckets(slots, stored, out):
-    """Copy every record's chunk for each s-bucket, s-major then piece offset ascending.
+class SectorBuffer:
+    """One sector being plotted: identity, piece indexes and its single preallocated buffer.
 
-    ``slots`` (n, 65536) int32 (-1 = no chunk), ``stored`` (n, 32768, 32) uint8, ``out``
-    (n * 32768, 32) uint8; returns the per-bucket counts.
+    ``records`` ``(n, 32768, 32)`` uint8 holds each record's stored chunks (``n`` MiB; the caller
+    may pass its own ``records`` array to reuse one allocation across sectors), ``bitfields``
+    ``(n, 8192)`` the encoded-chunk bits, ``record_metadata`` ``(n, 128)`` the per-record
+    ``commitment ‖ witness ‖ blake3(piece)``. Rows of different piece offsets are independent.
     """
-    n = slots.shape[0]
-    num_buckets = slots.shape[1]
-    sizes = np.zeros(num_buckets, dtype=np.int64)
-    cursor = 0
-    for s in range(num_buckets):
-        for p in range(n):
-            slot = slots[p, s]
-            if slot >= 0:
-                for b in range(32):
-                    out[cursor, b] = stored[p, slot, b]
-                cursor += 1
-                sizes[s] += 1
-    return sizes
+
+    def __init__(
+        self,
+        public_key: bytes,
+        sector_index: int,
+        protocol_info: FarmerProtocolInfo,
+        pieces_in_sector: int,
+        records: np.ndarray | None = None,
+    ) -> None:
+        self.public_key = bytes(public_key)
+        self.sector_index = sector_index
+        self.protocol_info = protocol_info
+        self.history_size = protocol_info.history_size
+        self.sector_id = derive_sector_id(public_key, sector_index, self.history_size)
+        self.piece_indexes = tuple(derive_piece_indexes(self.sector_id, pieces_in_sector, self.history_size, protocol_info))
+        n = self.pieces_in_sector = len(self.piece_indexes)
+        shape = (n, RECORD_NUM_CHUNKS, SCALAR_FULL_BYTES)
+        if records is None:
+            records = np.empty(shape, dtype=np.uint8)  # pages are touched as records are encoded
+        elif not isinstance(records, np.ndarray) or records.dtype != np.uint8 or records.shape != shape or not records.flags.c_contiguous:
+            raise ValueError(f"records buffer must be a C-contiguous uint8 array of shape {shape}")
+        self.records = records
+        self.bitfields = np.zeros((n, RECORD_BITFIELD_SIZE), dtype=np.uint8)
+        self.record_metadata = np.zeros((n, RECORD_METADATA_SIZE), dtype=np.uint8)
+        self.encoded_counts = np.zeros(n, dtype=np.int64)
+        self._done = np.zeros(n, dtype=bool)
+        self._lock = threading.Lock()
+
+    @property
+    def size(self) -> int:
+        """Bytes of the finished sector (spec 03 s7)."""
+        return sector_size(self.pieces_in_sector)
+
+    @property
+    def encoded_records(self) -> int:
+        with self._lock:
+            return int(self._done.sum())
+
+    def missing_offsets(self) -> list[int]:
+        with self._lock:
+            return [int(p) for p in np.flatnonzero(~self._done)]
+
+    @property
+    def complete(self) -> bool:
+        with self._lock:
+            return bool(self._done.all())
+
+    def encode_record(self, piece_offset: int, piece: bytes | bytearray | memoryview, encoder: RecordEncoder) -> None:
+        """Encode the piece of ``piece_offset`` (1 048 672 bytes, validated against its segment,
+        spec 03 s10) into its rows; the piece is not referenced afterwards."""
+        n = self.pieces_in_sector
+        if not isinstance(piece_offset, int) or not 0 <= piece_offset < n:
+            raise PlottingError(f"piece offset {piece_offset!r} outside sector of {n} pieces")
+        piece_index = self.piece_indexes[piece_offset]
+        view = memoryview(piece).cast("B")
+        if view.nbytes != PIECE_SIZE:
+            raise PlottingError(f"piece {piece_index} (piece offset {piece_offset}) must be {PIECE_SIZE} bytes, got {view.nbytes}")
+        record = np.frombuffer(view[:RECORD_SIZE], dtype=np.uint8).reshape(RECORD_NUM_CHUNKS, SCALAR_FULL_BYTES)
+        seed = derive_evaluation_seed(self.sector_id, piece_offset)
+        try:
+            count = encoder.encode_into(record, seed, self.records[piece_offset], self.bitfields[piece_offset])
+        except ValueError as error:
+            raise PlottingError(f"piece {piece_index} (piece offset {piece_offset}): {error}") from None
+        metadata = self.record_metadata[piece_offset]
+        metadata[: PIECE_SIZE - RECORD_SIZE] = np.frombuffer(view[RECORD_SIZE:], dtype=np.uint8)  # commitment ‖ witness
+        metadata[PIECE_SIZE - RECORD_SIZE :] = np.frombuffer(blake3_hash(view), dtype=np.uint8)
+        with self._lock:
+            self.encoded_counts[piece_offset] = count
+            self._done[piece_offset] = True
+
+    def sector_metadata(self, s_bucket_sizes: np.ndarray) -> SectorMetadata:
+        return SectorMetadata(self.sector_index, self.pieces_in_sector, s_bucket_sizes, self.history_size)
+
+    def plotted_sector(self, s_bucket_sizes: np.ndarray) -> PlottedSector:
+        return PlottedSector(self.sector_id, self.sector_index, self.sector_metadata(s_bucket_sizes), self.piece_indexes)
 
 
-def assemble_sector(
-    encoded_records: list[EncodedRecord], record_metadata: list[RecordMetadata]
-) -> tuple[bytes, np.ndarray]:
-    """Whole sector bytes (spec 03 s7) and its ``s_bucket_sizes`` (uint16)."""
-    n = len(encoded_records)
-    if n == 0 or n != len(record_metadata):
-        raise PlottingError(f"need one metadata per encoded record and at least one record, got {n} / {len(record_metadata)}")
-    contents_map = SectorContentsMap.from_record_bitfields([r.encoded_mask for r in encoded_records])
-    slots = np.empty((n, RECORD_NUM_S_BUCKETS), dtype=np.int32)
-    for p, record in enumerate(encoded_records):
-        slots[p] = record_chunk_slots(record.encoded_mask)[0]
-    stored = np.stack([r.chunks for r in encoded_records])
-    total = sector_size(n)
-    sector = np.empty(total, dtype=np.uint8)
-    map_size = sector_contents_map_size(n)
-    sector[:map_size] = np.frombuffer(contents_map.to_bytes(), dtype=np.uint8)
-    chunks_end = map_size + n * RECORD_SIZE
-    sizes = _write_s_buckets(slots, stored, sector[map_size:chunks_end].reshape(-1, SCALAR_FULL_BYTES))
-    meta_end = chunks_end + n * RECORD_METADATA_SIZE
-    sector[chunks_end:meta_end] = np.frombuffer(b"".join(m.to_bytes() for m in record_metadata), dtype=np.uint8)
-    sector[meta_end:] = np.frombuffer(blake3_hash(sector[:meta_end].data), dtype=np.uint8)
-    return sector.tobytes(), sizes.astype(np.uint16)
+PieceSource = Iterable[tuple[int, bytes | bytearray | memoryview]]
+
+
+def encode_records(
+    sector: SectorBuffer,
+    pieces: PieceSource,
+    encoder: RecordEncoder,
+    executor: Executor | None = None,
+    abort: AbortSignal | None = None,
+    on_record: Callable[[int], None] | None = None,
+    max_in_flight: int = 4,
+) -> None:
+    """Encode ``(piece_offset, piece)`` pairs into ``sector``, one record per executor task.
+
+    ``pieces`` is consumed lazily: at most ``max_in_flight`` pieces are held at once (a piece is
+    dropped once its record is encoded), so pieces may be fetched as encoding proceeds.
+    ``abort.is_set()`` is checked before each record starts (in the task too, so queued records
+    stop); when set, running records finish and ``PlottingAborted`` is raised. ``on_record
+    (piece_offset)`` runs on the calling thread after each record. Without ``executor`` records
+    are encoded one after another on the calling thread. The first failure cancels the rest and
+    is raised (``PlottingError`` naming the piece).
+    """
+    if max_in_flight < 1:
+        raise ValueError(f"max_in_flight must be at least 1, got {max_in_flight}")
+
+    def aborted() -> bool:
+        return abort is not None and abort.is_set()
+
+    def encode(offset: int, piece) -> int:  # noqa: ANN001
+        if aborted():
+            raise PlottingAborted(f"sector {sector.sector_index}: aborted before record {offset}")
+        sector.encode_record(offset, piece, encoder)
+        return offset
+
+    source = iter(pieces)
+    if executor is None:
+        for offset, piece in source:
+            encode(offset, piece)
+            del piece
+            if on_record is not None:
+                on_record(offset)
+        return
+
+    running: set[Future] = set()
+    try:
+        exhausted = False
+        while True:
+            while not exhausted and len(running) < max_in_flight and not aborted():
+                item = next(source, None)
+                if item is None:
+                    exhausted = True
+                    break
+                running.add(executor.submit(encode, *item))
+                del item
+            if not running:
+                break
+            finished, running = wait(running, return_when=FIRST_COMPLETED)
+            for future in finished:
+                offset = future.result()  # raises the task's error
+                if on_record is not None:
+                    on_record(offset)
+        if aborted():
+            raise PlottingAborted(f"sector {sector.sector_index}: aborted")
+    finally:
+        for future in running:
+            future.cancel()
+        wait(running)
+
+
+# --------------------------------------------------------------------------------------------
+# Convenience: a whole sector as bytes
 
 
 @dataclass(frozen=True, eq=False)
@@ -270,36 +365,28 @@ def plot_sector(
     pieces: Mapping[int, bytes],
     encoder: RecordEncoder,
     on_record: Callable[[int], None] | None = None,
+    executor: Executor | None = None,
 ) -> PlottingResult:
-    """Plot one sector at ``protocol_info.history_size``.
+    """Plot one sector at ``protocol_info.history_size`` and return its bytes (tests, tools; a
+    daemon streams the sector with :mod:`services.protocol.sector_writer` instead).
 
     ``pieces`` maps every piece index the sector needs (:func:`sector_piece_indexes`) to its
     1 048 672 piece bytes (already validated against its segment, spec 03 s10).
-    ``on_record(piece_offset)`` is called after each record is encoded (progress).
     """
-    sector_id = derive_sector_id(public_key, sector_index, protocol_info.history_size)
-    piece_indexes = derive_piece_indexes(sector_id, pieces_in_sector, protocol_info.history_size, protocol_info)
-    encoded: list[EncodedRecord] = []
-    metadata: list[RecordMetadata] = []
-    for offset, piece_index in enumerate(piece_indexes):
-        piece = pieces.get(piece_index)
-        if piece is None:
-            raise PlottingError(f"piece {piece_index} (piece offset {offset}) was not provided")
-        piece = bytes(piece)
-        if len(piece) != PIECE_SIZE:
-            raise PlottingError(f"piece {piece_index} must be {PIECE_SIZE} bytes, got {len(piece)}")
-        record = record_array(memoryview(piece)[:RECORD_SIZE])
-        try:
-            encoded.append(encoder.encode(record, derive_evaluation_seed(sector_id, offset)))
-        except ValueError as error:
-            raise PlottingError(f"piece {piece_index} (piece offset {offset}): {error}") from None
-        metadata.append(RecordMetadata.from_piece(piece))
-        if on_record is not None:
-            on_record(offset)
-    sector, sizes = assemble_sector(encoded, metadata)
-    sector_metadata = SectorMetadata(sector_index, pieces_in_sector, sizes, protocol_info.history_size)
-    plotted = PlottedSector(sector_id, sector_index, sector_metadata, tuple(piece_indexes))
-    return PlottingResult(sector, sector_metadata, plotted)
+    from services.protocol.sector_writer import SectorWriter
+
+    sector = SectorBuffer(public_key, sector_index, protocol_info, pieces_in_sector)
+
+    def offsets_and_pieces():
+        for offset, piece_index in enumerate(sector.piece_indexes):
+            piece = pieces.get(piece_index)
+            if piece is None:
+                raise PlottingError(f"piece {piece_index} (piece offset {offset}) was not provided")
+            yield offset, piece
+
+    encode_records(sector, offsets_and_pieces(), encoder, executor, on_record=on_record)
+    writer = SectorWriter(sector)
+    return PlottingResult(writer.to_bytes(), writer.metadata, writer.plotted_sector)
 
 
 def sector_piece_indexes(

@@ -6,13 +6,21 @@ the sector metadata.  Encoded chunks are un-masked with the hash of the proof of
 s-bucket (tables of the record's own seed), which yields 32 768 of the 65 536 evaluations of the
 record polynomial; erasure recovery gives back the source chunks, i.e. the record.
 
-Used by farmers to serve pieces (:func:`read_piece`) and by proving
-(:func:`read_record_extended`).  Pure: takes the sector as bytes or a memoryview (an mmap works).
+Two steps, so proving can happen away from the disk: :func:`read_record_data` gathers one
+record's stored chunks, its encoded-chunk bitfield and its record metadata out of the sector
+(bytes in, no PoS work: what a plot-client does on its own disk and ships to a proof-server as
+:class:`RecordData`); :func:`unmask_record` rebuilds the record's PoS proofs and un-masks the
+encoded chunks (:class:`ExtendedRecordShards`, what erasure recovery needs).
 
-Main API: ``read_piece(sector, sector_metadata, sector_id, piece_offset, erasure_coding,
-proofs_for_seed, contents_map=None) -> Piece`` (checks the stored piece checksum),
-``read_record``, ``record_chunk_locations``; for proving ``read_record_shards`` +
-``recover_record_polynomial`` (the record polynomial's coefficients without evaluating it).
+Used by farmers to serve pieces (:func:`read_piece`) and by proving.  Pure: takes the sector as
+bytes or a memoryview (an mmap works).
+
+Main API: ``read_record_data(sector, sector_metadata, piece_offset, contents_map=None) ->
+RecordData`` (``to_bytes`` / ``from_bytes`` for messages), ``unmask_record(record_data,
+sector_id, proofs_for_seed) -> ExtendedRecordShards``, ``recover_record_polynomial`` (the record
+polynomial's coefficients without evaluating it), ``read_piece(sector, sector_metadata,
+sector_id, piece_offset, erasure_coding, proofs_for_seed, contents_map=None) -> Piece`` (checks
+the stored piece checksum), ``read_record``, ``record_chunk_locations``.
 Errors: ``ReadingError`` / ``SectorError``.
 """
 
@@ -33,14 +41,18 @@ from services.protocol.constants import (
 )
 from services.protocol.hashes import blake3_hash
 from services.protocol.pieces import Piece
-from services.protocol.plotting import ProofsForSeed, check_s_bucket_proofs, proof_mask_hashes
+from services.protocol.s_bucket_proofs import ProofsForSeed, check_s_bucket_proofs, proof_mask_hashes
+from services.protocol.parallel import Workers
 from services.protocol.sector import (
+    RECORD_BITFIELD_SIZE,
+    RECORD_METADATA_SIZE,
     RecordMetadata,
     SectorContentsMap,
     SectorError,
     SectorMetadata,
     derive_evaluation_seed,
     read_record_metadata,
+    record_chunk_slots,
     s_bucket_offsets,
     sector_contents_map_size,
     sector_size,
@@ -105,6 +117,74 @@ def _sector_array(sector: bytes | bytearray | memoryview | np.ndarray, pieces_in
 
 
 @dataclass(frozen=True, eq=False)
+class RecordData:
+    """One record as stored in a sector, without PoS work: enough to prove any of its chunks.
+
+    ``chunks`` ``(32768, 32)`` uint8 in the record's stored order (encoded chunks by ascending
+    s-bucket, then unencoded ones), ``bitfield`` ``(8192,)`` uint8 its encoded-chunk bits
+    (LSB-first, from the sector contents map), ``metadata`` its commitment, witness and piece
+    checksum. ``to_bytes()``: ``bitfield ‖ chunks ‖ metadata`` (1 056 896 bytes).
+    """
+
+    piece_offset: int
+    bitfield: np.ndarray
+    chunks: np.ndarray
+    metadata: RecordMetadata
+
+    SIZE = RECORD_BITFIELD_SIZE + RECORD_SIZE + RECORD_METADATA_SIZE
+
+    def __post_init__(self) -> None:
+        if self.bitfield.shape != (RECORD_BITFIELD_SIZE,) or self.bitfield.dtype != np.uint8:
+            raise ReadingError(f"record bitfield must be ({RECORD_BITFIELD_SIZE},) uint8, got {self.bitfield.dtype} {self.bitfield.shape}")
+        if self.chunks.shape != (RECORD_NUM_CHUNKS, SCALAR_FULL_BYTES) or self.chunks.dtype != np.uint8:
+            raise ReadingError(f"record chunks must be ({RECORD_NUM_CHUNKS}, 32) uint8, got {self.chunks.dtype} {self.chunks.shape}")
+
+    def encoded_mask(self) -> np.ndarray:
+        """``(65536,)`` bool: True where the record's chunk is stored encoded."""
+        return np.unpackbits(self.bitfield, bitorder="little").astype(bool)
+
+    def to_bytes(self) -> bytes:
+        return self.bitfield.tobytes() + self.chunks.tobytes() + self.metadata.to_bytes()
+
+    @classmethod
+    def from_bytes(cls, piece_offset: int, data: bytes | bytearray | memoryview) -> RecordData:
+        view = memoryview(data).cast("B")
+        if view.nbytes != cls.SIZE:
+            raise ReadingError(f"record data must be {cls.SIZE} bytes, got {view.nbytes}")
+        bitfield = np.frombuffer(view[:RECORD_BITFIELD_SIZE], dtype=np.uint8)
+        chunks = np.frombuffer(view[RECORD_BITFIELD_SIZE : RECORD_BITFIELD_SIZE + RECORD_SIZE], dtype=np.uint8)
+        try:
+            metadata = RecordMetadata.from_bytes(view[RECORD_BITFIELD_SIZE + RECORD_SIZE :])
+        except ValueError as error:
+            raise ReadingError(str(error)) from None
+        return cls(piece_offset, bitfield, chunks.reshape(RECORD_NUM_CHUNKS, SCALAR_FULL_BYTES), metadata)
+
+
+def read_record_data(
+    sector: bytes | bytearray | memoryview | np.ndarray,
+    sector_metadata: SectorMetadata,
+    piece_offset: int,
+    contents_map: SectorContentsMap | None = None,
+) -> RecordData:
+    """Gather record ``piece_offset``'s 32 768 stored chunks, bitfield and metadata (no PoS).
+
+    Builds (and checks the checksum of) the contents map when none is given; raises
+    ``ReadingError`` / ``SectorError`` for a malformed or inconsistent sector."""
+    n = sector_metadata.pieces_in_sector
+    data = _sector_array(sector, n)
+    if contents_map is None:
+        contents_map = SectorContentsMap.from_sector(data, n)
+    locations = record_chunk_locations(contents_map, sector_metadata.s_bucket_sizes, piece_offset)
+    slots, _ = record_chunk_slots(contents_map.record_encoded_mask(piece_offset))
+    present = slots >= 0
+    chunks = np.empty((RECORD_NUM_CHUNKS, SCALAR_FULL_BYTES), dtype=np.uint8)
+    starts = locations.byte_offsets[present]
+    chunks[slots[present]] = data[starts[:, None] + np.arange(SCALAR_FULL_BYTES)[None, :]]
+    metadata = read_record_metadata(data, n, piece_offset)
+    return RecordData(piece_offset, contents_map.bits[piece_offset].copy(), chunks, metadata)
+
+
+@dataclass(frozen=True, eq=False)
 class ExtendedRecordShards:
     """Un-masked known values of a record's 65 536 extended chunks."""
 
@@ -113,6 +193,28 @@ class ExtendedRecordShards:
     encoded: np.ndarray  # (65536,) bool: value was stored encoded (has a proof)
     proofs_found: np.ndarray  # (65536,) bool
     proofs: np.ndarray  # (65536, 160) uint8
+
+
+def unmask_record(record: RecordData, sector_id: bytes, proofs_for_seed: ProofsForSeed) -> ExtendedRecordShards:
+    """Place a record's stored chunks at their s-buckets and un-mask the encoded ones with the
+    proofs of the record's own PoS tables (one table build)."""
+    try:
+        slots, encoded = record_chunk_slots(record.encoded_mask())
+    except ValueError as error:
+        raise ReadingError(f"record {record.piece_offset}: {error}") from None
+    present = slots >= 0
+    values = np.zeros((RECORD_NUM_S_BUCKETS, SCALAR_FULL_BYTES), dtype=np.uint8)
+    values[present] = record.chunks[slots[present]]
+    proofs = check_s_bucket_proofs(proofs_for_seed(derive_evaluation_seed(sector_id, record.piece_offset)))
+    missing_proof = encoded & ~proofs.found
+    if missing_proof.any():
+        s = int(np.flatnonzero(missing_proof)[0])
+        raise ReadingError(
+            f"record {record.piece_offset}: s-bucket {s} is marked encoded but its PoS table has no proof "
+            "(sector plotted with other tables or corrupt contents map)"
+        )
+    values ^= proof_mask_hashes(encoded, proofs.proofs)
+    return ExtendedRecordShards(values, present, encoded, proofs.found, proofs.proofs)
 
 
 def read_record_shards(
@@ -124,29 +226,8 @@ def read_record_shards(
     contents_map: SectorContentsMap | None = None,
 ) -> ExtendedRecordShards:
     """Gather and un-mask the 32 768 stored chunks of one record."""
-    n = sector_metadata.pieces_in_sector
-    data = _sector_array(sector, n)
-    if contents_map is None:
-        contents_map = SectorContentsMap.from_sector(data, n)
-    locations = record_chunk_locations(contents_map, sector_metadata.s_bucket_sizes, piece_offset)
-    present = locations.byte_offsets >= 0
-    starts = locations.byte_offsets[present]
-    gathered = data[starts[:, None] + np.arange(SCALAR_FULL_BYTES)[None, :]]
-    values = np.zeros((RECORD_NUM_S_BUCKETS, SCALAR_FULL_BYTES), dtype=np.uint8)
-    values[present] = gathered
-
-    proofs = check_s_bucket_proofs(proofs_for_seed(derive_evaluation_seed(sector_id, piece_offset)))
-    encoded = locations.encoded
-    missing_proof = encoded & ~proofs.found
-    if missing_proof.any():
-        s = int(np.flatnonzero(missing_proof)[0])
-        raise ReadingError(
-            f"record {piece_offset}: s-bucket {s} is marked encoded but its PoS table has no proof "
-            "(sector plotted with other tables or corrupt contents map)"
-        )
-    hashes = proof_mask_hashes(encoded, proofs.proofs)
-    values ^= hashes
-    return ExtendedRecordShards(values, present, encoded, proofs.found, proofs.proofs)
+    record = read_record_data(sector, sector_metadata, piece_offset, contents_map)
+    return unmask_record(record, sector_id, proofs_for_seed)
 
 
 @contextmanager
@@ -164,12 +245,14 @@ def recover_extended_record(erasure_coding, shards: ExtendedRecordShards) -> np.
         return erasure_coding.recover_array(shards.values, shards.present)
 
 
-def recover_record_polynomial(erasure_coding, shards: ExtendedRecordShards) -> np.ndarray:  # noqa: ANN001
+def recover_record_polynomial(
+    erasure_coding, shards: ExtendedRecordShards, workers: Workers | None = None  # noqa: ANN001
+) -> np.ndarray:
     """The record polynomial's 32 768 monomial coefficients as canonical ``(32768, 4)`` uint64
     limbs (what ``Kzg.poly`` of the record's source chunks gives), straight from the known
     chunks: no evaluation on the domain, no inverse DFT. Raises ReadingError."""
     with _recovering():
-        return erasure_coding.recover_poly_limbs(field.bytes_to_limbs(shards.values), shards.present)
+        return erasure_coding.recover_poly_limbs(field.bytes_to_limbs(shards.values), shards.present, workers)
 
 
 def recover_record(erasure_coding, shards: ExtendedRecordShards) -> np.ndarray:  # noqa: ANN001

@@ -23,6 +23,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, Protocol
 
+from py_arkworks_bls12381 import G1Point
+
 from services.protocol.auditing import (
     chunk_distance,
     global_challenge_from_pot_output,
@@ -57,11 +59,13 @@ INVALID_PIECE = "InvalidPiece"
 
 
 class SolutionVerificationError(ValueError):
-    """A solution failed verification; ``kind`` is the reference error variant name."""
+    """A solution failed verification: ``kind`` is the reference error variant name and
+    ``message`` the reference error's display text (``subspace-verification`` ``Error``)."""
 
     def __init__(self, kind: str, message: str) -> None:
         super().__init__(f"{kind}: {message}")
         self.kind = kind
+        self.message = message
 
 
 class KzgVerifier(Protocol):
@@ -69,6 +73,14 @@ class KzgVerifier(Protocol):
 
 
 PosVerifier = Callable[[bytes, int, bytes], bool]
+
+
+def _is_g1_point(data: bytes) -> bool:
+    try:
+        G1Point.from_compressed_bytes(data)
+    except (ValueError, TypeError):
+        return False
+    return True
 
 
 def _default_pos_verifier(seed: bytes, challenge_index: int, proof: bytes) -> bool:
@@ -138,23 +150,25 @@ def verify_solution_with_challenge(
 
     seed = derive_evaluation_seed(sector_id, solution.piece_offset)
     if not verify_pos(seed, s_bucket, solution.proof_of_space):
-        raise SolutionVerificationError(
-            INVALID_PROOF_OF_SPACE, f"proof of space invalid for piece offset {solution.piece_offset}, s-bucket {s_bucket}"
-        )
+        raise SolutionVerificationError(INVALID_PROOF_OF_SPACE, "Invalid proof of space")
 
     masked_chunk = xor32(solution.chunk, blake3_hash(solution.proof_of_space))
     distance = chunk_distance(slot_challenge, global_challenge, masked_chunk)
     if not is_within_solution_range(distance, solution_range):
         raise SolutionVerificationError(
-            OUTSIDE_SOLUTION_RANGE, f"audit distance {distance} exceeds half the solution range {solution_range // 2}"
+            OUTSIDE_SOLUTION_RANGE,
+            f"Solution distance {distance} is outside of solution range {solution_range // 2} "
+            "(half of actual solution range)",
         )
 
+    # Reference order: the record commitment is decoded first (failure: InvalidChunkWitness),
+    # then the chunk as a scalar (InvalidChunk), then the witness and the opening.
+    if not _is_g1_point(solution.record_commitment):
+        raise SolutionVerificationError(INVALID_CHUNK_WITNESS, "Invalid chunk witness")
     if int.from_bytes(solution.chunk, "big") >= BLS12_381_R:
-        raise SolutionVerificationError(INVALID_CHUNK, "chunk is not a canonical BLS12-381 scalar")
+        raise SolutionVerificationError(INVALID_CHUNK, "Invalid chunk: Invalid scalar")
     if not kzg.verify(solution.record_commitment, RECORD_NUM_S_BUCKETS, s_bucket, solution.chunk, solution.chunk_witness):
-        raise SolutionVerificationError(
-            INVALID_CHUNK_WITNESS, f"chunk witness does not open the record commitment at s-bucket {s_bucket}"
-        )
+        raise SolutionVerificationError(INVALID_CHUNK_WITNESS, "Invalid chunk witness")
 
     if piece_check_params is not None:
         _check_piece(solution, sector_id, kzg, piece_check_params)
@@ -179,13 +193,11 @@ def _check_piece(solution: Solution, sector_id: bytes, kzg: KzgVerifier, params:
     if solution.history_size > params.current_history_size + 1:
         raise SolutionVerificationError(
             FUTURE_HISTORY_SIZE,
-            f"solution history size {solution.history_size} is beyond current {params.current_history_size} + 1",
+            f"History size {solution.history_size} is in the future, current is {params.current_history_size}",
         )
     if solution.piece_offset >= params.max_pieces_in_sector:
-        raise SolutionVerificationError(
-            INVALID_PIECE_OFFSET,
-            f"piece offset {solution.piece_offset} >= max pieces in sector {params.max_pieces_in_sector}",
-        )
+        # the reference's display text for this variant is the generic one
+        raise SolutionVerificationError(INVALID_PIECE_OFFSET, "Piece verification failed")
     if params.sector_expiration_check_segment_commitment is not None:
         expiration = derive_expiration_history_size(
             sector_id,
@@ -194,12 +206,9 @@ def _check_piece(solution: Solution, sector_id: bytes, kzg: KzgVerifier, params:
             params.min_sector_lifetime,
         )
         if expiration is None:
-            raise SolutionVerificationError(INVALID_HISTORY_SIZE, "sector expiration history size overflows")
+            raise SolutionVerificationError(INVALID_HISTORY_SIZE, "Invalid history size")
         if expiration <= params.current_history_size:
-            raise SolutionVerificationError(
-                SECTOR_EXPIRED,
-                f"sector expired at history size {expiration} (current {params.current_history_size})",
-            )
+            raise SolutionVerificationError(SECTOR_EXPIRED, "Sector expired")
     piece_index = derive_piece_index(
         sector_id,
         solution.piece_offset,
@@ -211,10 +220,7 @@ def _check_piece(solution: Solution, sector_id: bytes, kzg: KzgVerifier, params:
     position = piece_index % NUM_PIECES
     commitment_hash = blake3_254_hash_to_scalar(solution.record_commitment)
     if not kzg.verify(params.segment_commitment, NUM_PIECES, position, commitment_hash, solution.record_witness):
-        raise SolutionVerificationError(
-            INVALID_PIECE,
-            f"record witness does not open the segment commitment at position {position} (piece {piece_index})",
-        )
+        raise SolutionVerificationError(INVALID_PIECE, "Piece verification failed")
 
 
 # --------------------------------------------------------------------------------------------
@@ -228,24 +234,34 @@ MAINNET_EXPECTED_VOTES_PER_BLOCK = 9
 
 def _check_fraction(fraction: tuple[int, int], name: str) -> tuple[int, int]:
     num, den = fraction
-    if num <= 0 or den <= 0:
-        raise ValueError(f"{name} must be two positive ints, got {fraction!r}")
+    if not 0 < num <= U64_MAX or not 0 < den <= U64_MAX:
+        raise ValueError(f"{name} must be two u64 values above zero, got {fraction!r}")
     return num, den
 
 
-def pieces_to_solution_range(pieces: int, slot_probability: tuple[int, int]) -> int:
-    """Solution range at which ``pieces`` plotted pieces win a slot with ``slot_probability``."""
+def _pieces_and_range_numerator(slot_probability: tuple[int, int]) -> int:
+    """``u64::MAX / den * num / NUM_CHUNKS * NUM_S_BUCKETS`` in u64 arithmetic that wraps on
+    overflow, as the reference (``const fn``, built for release) computes it: the products
+    exceed u64 for slot probabilities of 1/2 and more, and the reference's results (recorded in
+    ``derivations_ref.json``) are the wrapped ones."""
     num, den = _check_fraction(slot_probability, "slot probability")
-    if pieces <= 0:
-        raise ValueError(f"pieces must be positive, got {pieces}")
-    return (U64_MAX // den * num // RECORD_NUM_CHUNKS * RECORD_NUM_S_BUCKETS) // pieces
+    value = (U64_MAX // den * num) & U64_MAX
+    return (value // RECORD_NUM_CHUNKS * RECORD_NUM_S_BUCKETS) & U64_MAX
+
+
+def pieces_to_solution_range(pieces: int, slot_probability: tuple[int, int]) -> int:
+    """Solution range at which ``pieces`` plotted pieces win a slot with ``slot_probability``
+    (reference ``pieces_to_solution_range``, u64 wrapping arithmetic)."""
+    if not 0 < pieces <= U64_MAX:
+        raise ValueError(f"pieces must be a u64 above zero, got {pieces}")
+    return _pieces_and_range_numerator(slot_probability) // pieces
 
 
 def solution_range_to_pieces(solution_range: int, slot_probability: tuple[int, int]) -> int:
-    num, den = _check_fraction(slot_probability, "slot probability")
-    if solution_range <= 0:
-        raise ValueError(f"solution range must be positive, got {solution_range}")
-    return (U64_MAX // den * num // RECORD_NUM_CHUNKS * RECORD_NUM_S_BUCKETS) // solution_range
+    """Inverse of :func:`pieces_to_solution_range` (reference ``solution_range_to_pieces``)."""
+    if not 0 < solution_range <= U64_MAX:
+        raise ValueError(f"solution range must be a u64 above zero, got {solution_range}")
+    return _pieces_and_range_numerator(slot_probability) // solution_range
 
 
 MAINNET_INITIAL_SOLUTION_RANGE = pieces_to_solution_range(1000, MAINNET_SLOT_PROBABILITY)

@@ -1,10 +1,18 @@
-"""JSON shapes (spec 05 §2) and SCALE forms (spec 05 §4) of the node RPC types."""
+"""JSON shapes (spec 05 §2) and SCALE forms (spec 05 §4) of the node RPC types.
+
+The exact ``serde_json`` text of every type in ``json_forms_ref.json`` that our RPC types carry
+(as a field or a parameter) must come out of our renderers; ``official_farm/`` holds the
+farmer app info the official farmer accepted. The SCALE forms of these RPC types and the JSON
+shapes of ``SlotInfo`` / ``RewardSigningInfo`` as whole objects are not in the vectors: for
+them only round trips and rejections are checked.
+"""
 
 from __future__ import annotations
 
 import json
 
 import pytest
+from reference_vectors import farm_path, load_json, solution_from_vector
 
 from services.node.rpc_types import (
     FarmerAppInfo,
@@ -14,108 +22,111 @@ from services.node.rpc_types import (
     SlotInfo,
     SolutionResponse,
 )
+from services.protocol.segments import ArchivedBlockProgress, LastArchivedBlock, SegmentHeader
 from services.protocol.solution import Solution
-
-U64_MAX = (1 << 64) - 1
-
-
-def sample_solution() -> Solution:
-    return Solution(
-        public_key=bytes(range(32)),
-        reward_address=bytes(range(32, 64)),
-        sector_index=3,
-        history_size=7,
-        piece_offset=2,
-        record_commitment=b"\x11" * 48,
-        record_witness=b"\x22" * 48,
-        chunk=b"\x00" + b"\x33" * 31,
-        chunk_witness=b"\x44" * 48,
-        proof_of_space=b"\x55" * 160,
-    )
+from services.protocol.validation import U64_MAX, check_uint
 
 
-def test_slot_info_json_and_scale() -> None:
-    info = SlotInfo(12345, bytes(range(32)), 6148914691236495, U64_MAX)
-    js = info.to_json()
-    assert js == {
-        "slotNumber": 12345,
-        "globalChallenge": bytes(range(32)).hex(),
-        "solutionRange": 6148914691236495,
-        "votingSolutionRange": U64_MAX,
-    }
-    # u64 above 2^53 survives a JSON text round trip as an exact integer
-    assert SlotInfo.from_json(json.loads(json.dumps(js))) == info
-    scale = info.to_scale()
-    assert len(scale) == 56
-    assert scale[:8] == (12345).to_bytes(8, "little") and scale[8:40] == bytes(range(32))
-    assert SlotInfo.from_scale(scale) == info
+def _text(value: object) -> str:
+    """serde_json's compact text (what ``services.node.rpc_server`` writes)."""
+    return json.dumps(value, separators=(",", ":"))
 
 
-def test_solution_response_forms() -> None:
-    response = SolutionResponse(99, sample_solution())
-    js = response.to_json()
-    assert js["slotNumber"] == 99
-    sol = js["solution"]
-    assert sol["chunk"] == [0] + [0x33] * 31  # an array of 32 numbers, not hex
-    assert sol["publicKey"] == bytes(range(32)).hex() and sol["proofOfSpace"] == "55" * 160
-    assert sol["sectorIndex"] == 3 and sol["historySize"] == 7 and sol["pieceOffset"] == 2
-    assert SolutionResponse.from_json(json.loads(json.dumps(js))) == response
-    scale = response.to_scale()
-    assert len(scale) == 8 + 412
-    assert SolutionResponse.from_scale(scale) == response
+def _forms() -> list[dict]:
+    return load_json("json_forms_ref.json")["forms"]
 
 
-def test_reward_types() -> None:
-    info = RewardSigningInfo(b"\x01" * 32, b"\x02" * 32)
-    assert info.to_json() == {"hash": "01" * 32, "publicKey": "02" * 32}
-    assert info.to_scale() == b"\x01" * 32 + b"\x02" * 32
-    assert RewardSigningInfo.from_scale(info.to_scale()) == info
-    signed = RewardSignatureResponse(b"\x01" * 32, b"\x03" * 64)
-    assert signed.to_json() == {"hash": "01" * 32, "signature": "03" * 64}
-    assert signed.to_scale() == b"\x01" * 32 + b"\x01" + b"\x03" * 64
-    unsigned = RewardSignatureResponse(b"\x01" * 32, None)
-    assert unsigned.to_json()["signature"] is None
-    assert unsigned.to_scale() == b"\x01" * 32 + b"\x00"
-    for value in (signed, unsigned):
-        assert RewardSignatureResponse.from_scale(value.to_scale()) == value
-        assert RewardSignatureResponse.from_json(value.to_json()) == value
+def _history_solution() -> Solution:
+    return solution_from_vector(load_json("sector_history_ref.json")["sectors"][0]["solutions"][0]["solution"])
 
 
-def test_farmer_app_info_forms() -> None:
-    info = FarmerAppInfo(
-        genesis_hash=b"\x09" * 32,
-        dsn_bootstrap_nodes=("/ip4/127.0.0.1/tcp/30533",),
-        syncing=False,
-        farming_timeout_ms=4000,
-        protocol_info=FarmerProtocolInfo(1, 1000, 5, (1, 10), 4),
-    )
-    assert info.to_json() == {
-        "genesisHash": "09" * 32,
-        "dsnBootstrapNodes": ["/ip4/127.0.0.1/tcp/30533"],
-        "syncing": False,
-        "farmingTimeout": {"secs": 4, "nanos": 0},
-        "protocolInfo": {
-            "historySize": 1,
-            "maxPiecesInSector": 1000,
-            "recentSegments": 5,
-            "recentHistoryFraction": [1, 10],
-            "minSectorLifetime": 4,
-        },
-    }
-    scale = info.to_scale()
-    # 32 genesis ‖ Vec<Vec<u8>> ‖ bool ‖ Duration(u64 secs, u32 nanos) ‖ protocol info (8+2+8+8+8+8)
-    multiaddr = bytes.fromhex("047f000001067745")
-    expected = (
-        b"\x09" * 32
-        + b"\x04" + bytes([len(multiaddr) << 2]) + multiaddr
-        + b"\x00"
-        + (4).to_bytes(8, "little") + (0).to_bytes(4, "little")
-        + (1).to_bytes(8, "little") + (1000).to_bytes(2, "little") + (5).to_bytes(8, "little")
-        + (1).to_bytes(8, "little") + (10).to_bytes(8, "little") + (4).to_bytes(8, "little")
-    )
-    assert scale == expected
-    assert FarmerAppInfo.from_scale(scale) == info
-    assert FarmerAppInfo.from_json(info.to_json()) == info
+def _solution_with(**fields: object) -> dict:
+    """The JSON of the history solution with some fields replaced, parsed and rendered by us."""
+    return Solution.from_json({**_history_solution().to_json(), **fields}).to_json()
+
+
+def _decimal(text: str) -> int:
+    return check_uint(json.loads(text), U64_MAX, "number")
+
+
+# type in json_forms_ref.json -> our JSON value for the vector's value (parsed from its text)
+RENDERERS = {
+    "Solution<PublicKey>": lambda text: SolutionResponse(1, Solution.from_json(json.loads(text))).to_json()["solution"],
+    "PublicKey": lambda text: RewardSigningInfo(bytes(32), bytes.fromhex(json.loads(text))).to_json()["publicKey"],
+    "RewardSignature": lambda text: RewardSignatureResponse(
+        bytes(32), bytes.fromhex(json.loads(text))
+    ).to_json()["signature"],
+    "Blake3Hash": lambda text: SlotInfo(1, bytes.fromhex(json.loads(text)), 1, 1).to_json()["globalChallenge"],
+    "SegmentCommitment": lambda text: SegmentHeader(
+        0, bytes.fromhex(json.loads(text)), bytes(32), LastArchivedBlock(0, ArchivedBlockProgress.complete())
+    ).to_json()["v0"]["segmentCommitment"],
+    "FarmerProtocolInfo": lambda text: FarmerProtocolInfo.from_json(json.loads(text)).to_json(),
+    "PieceIndex": _decimal,
+    "SegmentIndex": _decimal,
+    "HistorySize": lambda text: FarmerProtocolInfo(_decimal(text), 1, 1, (1, 1), 1).to_json()["historySize"],
+    # fields of the history-size-64 solution ("of solution")
+    "RecordCommitment": lambda _: _history_solution().to_json()["recordCommitment"],
+    "RecordWitness": lambda _: _history_solution().to_json()["recordWitness"],
+    "ChunkWitness": lambda _: _history_solution().to_json()["chunkWitness"],
+    "ScalarBytes": lambda _: _history_solution().to_json()["chunk"],
+    "PosProof": lambda _: _history_solution().to_json()["proofOfSpace"],
+    "PieceOffset": lambda text: _solution_with(pieceOffset=json.loads(text))["pieceOffset"],
+    "SectorIndex (u16)": lambda text: _solution_with(sectorIndex=json.loads(text))["sectorIndex"],
+}
+CHECKED_ELSEWHERE = {  # tests/protocol
+    "SegmentHeader", "LastArchivedBlock", "ArchivedBlockProgress", "Piece (abridged)",
+}  # fmt: skip
+# Types no RPC type of ours carries: PoT values and sector ids (the farmer gets the global
+# challenge only), s-buckets, and the object-mapping types (subspace_subscribeObjectMappings is
+# not served: spec 05, "not needed by a farmer").
+NOT_CARRIED = {
+    "Randomness", "PotOutput", "PotSeed", "PotKey", "SectorId", "SBucket",
+    "BlockObject", "BlockObjectMapping", "GlobalObject", "GlobalObjectMapping",
+}  # fmt: skip
+
+
+def test_every_form_is_accounted_for() -> None:
+    types = {form["type"] for form in _forms()}
+    assert types == RENDERERS.keys() | CHECKED_ELSEWHERE | NOT_CARRIED
+
+
+@pytest.mark.parametrize("type_name", sorted(RENDERERS))
+def test_json_text_of_the_reference_types(type_name: str) -> None:
+    forms = [form for form in _forms() if form["type"] == type_name]
+    assert forms
+    for form in forms:
+        assert _text(RENDERERS[type_name](form["json"])) == form["json"], form["value"]
+
+
+def test_official_farm_app_info() -> None:
+    """The farmer app info the official farmer farmed with parses and renders back unchanged."""
+    value = json.loads(farm_path("farmer_app_info.json").read_text())
+    info = FarmerAppInfo.from_json(value)
+    params = json.loads(farm_path("params.json").read_text())
+    assert info.genesis_hash.hex() == params["genesisHash"]
+    assert info.farming_timeout_ms == 1000 * params["farmingTimeoutSecs"]
+    assert info.protocol_info.to_json() == params["protocolInfo"]
+    assert info.to_json() == value and list(info.to_json()) == list(value)
+    assert FarmerAppInfo.from_scale(info.to_scale()) == info
+
+
+def test_round_trips() -> None:
+    solution = _history_solution()
+    for value in (
+        SlotInfo(12345, bytes(range(32)), 6148914691236495, U64_MAX),
+        SolutionResponse(99, solution),
+        RewardSigningInfo(b"\x01" * 32, b"\x02" * 32),
+        RewardSignatureResponse(b"\x01" * 32, b"\x03" * 64),
+        RewardSignatureResponse(b"\x01" * 32, None),
+        FarmerAppInfo(b"\x09" * 32, ("/ip4/127.0.0.1/tcp/30533",), False, 4000, FarmerProtocolInfo(1, 1000, 5, (1, 10), 4)),
+    ):
+        cls = type(value)
+        # u64 above 2^53 survives a JSON text round trip as an exact integer
+        assert cls.from_json(json.loads(json.dumps(value.to_json()))) == value
+        assert cls.from_scale(value.to_scale()) == value
+    assert len(SlotInfo(1, bytes(32), 2, 3).to_scale()) == 8 + 32 + 8 + 8
+    assert len(SolutionResponse(1, solution).to_scale()) == 8 + 412
+    assert RewardSignatureResponse(b"\x01" * 32, None).to_json()["signature"] is None
 
 
 @pytest.mark.parametrize(

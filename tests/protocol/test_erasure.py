@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -12,6 +13,7 @@ from shared_paths import require_vectors
 from services.protocol import field, ntt
 from services.protocol.constants import BLS12_381_R as R
 from services.protocol.erasure import ErasureCoding, ErasureError, _zero_poly
+from services.protocol.parallel import Workers
 
 
 @pytest.fixture(scope="module")
@@ -196,7 +198,7 @@ def python_zero_poly(roots: list[int]) -> list[int]:
 def test_zero_poly_matches_python(m):
     rng = random.Random(m)
     roots = [0] * (m // 4) + [rng.randrange(R) for _ in range(m - m // 4)]  # 0 pads the degree
-    assert field.to_ints(_zero_poly(field.from_ints(roots))) == python_zero_poly(roots)
+    assert field.to_ints(_zero_poly(field.from_ints(roots), None)) == python_zero_poly(roots)
 
 
 @pytest.mark.parametrize("dropped_count", [0, 3, 33, 64])
@@ -245,13 +247,9 @@ def test_threaded_recovery_equals_serial():
     full[1::2] = ec.extend_array(source)
     present = np.zeros(1 << 14, bool)
     present[rng.choice(1 << 14, 1 << 13, replace=False)] = True
-    default = ntt._threads
-    try:
-        results = []
-        for count in (1, 2, 3):
-            ntt.set_threads(count)
-            results.append(ec.recover_array(full, present))
-    finally:
-        ntt.set_threads(default)
+    results = []
+    for count in (1, 2, 3):
+        with ThreadPoolExecutor(count) as pool:
+            results.append(ec.recover_array(full, present, Workers(pool, count)))
     for result in results:
         assert np.array_equal(result, full)

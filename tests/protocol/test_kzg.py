@@ -12,16 +12,20 @@ from shared_paths import KZG_DIR, require_mainnet_kzg, require_shared_file, requ
 from py_arkworks_bls12381 import G1Point, Scalar
 
 from services.protocol import field, ntt
-from services.protocol import kzg as kzg_module
 from services.protocol.constants import BLS12_381_R as R
-from services.protocol.kzg import DEV_TAU, G1_COUNT, PARAMS_SIZE, Kzg, KzgError, Polynomial, default_params_path
+from services.protocol.kzg import DEV_TAU, G1_COUNT, PARAMS_SIZE, Kzg, KzgError, Polynomial
 
 VECTOR_N = 4096
 
 
 @pytest.fixture(scope="module")
-def mainnet() -> Kzg:
-    return Kzg.from_file(require_mainnet_kzg())
+def mainnet_bytes() -> bytes:
+    return require_mainnet_kzg().read_bytes()
+
+
+@pytest.fixture(scope="module")
+def mainnet(mainnet_bytes) -> Kzg:
+    return Kzg.from_bytes(mainnet_bytes, source="mainnet")
 
 
 @pytest.fixture(scope="module")
@@ -47,10 +51,10 @@ def random_safe_scalars(rng: random.Random, n: int) -> list[bytes]:
 # ---- conformance: C-KZG cross-check vectors on the mainnet parameters ----------------------
 
 
-def test_mainnet_params_loaded(mainnet):
+def test_mainnet_params_loaded(mainnet, mainnet_bytes):
     assert mainnet.max_values == G1_COUNT
-    assert require_mainnet_kzg().stat().st_size == PARAMS_SIZE
-    assert Kzg.from_file(require_mainnet_kzg()) is mainnet  # in-memory cache
+    assert len(mainnet_bytes) == PARAMS_SIZE
+    assert mainnet.to_bytes() == mainnet_bytes
 
 
 def test_vector_commitments(mainnet, vectors):
@@ -218,89 +222,65 @@ def test_poly_and_commit_argument_errors(dev):
         dev.commit([bytes(32)])  # type: ignore[arg-type]
 
 
-def test_dev_setup_cache_path(tmp_path, dev):
-    path = tmp_path / "dev-params.cache"
-    again = Kzg.dev(cache_path=path)
-    assert again is dev and path.is_file()
-    kzg_module._dev_cache.clear()  # force a reload from the cache file
-    try:
-        loaded = Kzg.dev(cache_path=path)
-        assert loaded is not dev and "cache" in loaded.source
-        poly = dev.poly(random_safe_scalars(random.Random(9), 64))
-        assert loaded.commit(poly) == dev.commit(poly)
-        assert loaded.create_witness(poly, 64, 5) == dev.create_witness(poly, 64, 5)
-        with pytest.raises(KzgError, match="different tau"):
-            Kzg.dev(tau=DEV_TAU + 1, cache_path=path)
-        corrupt = tmp_path / "corrupt.cache"
-        data = bytearray(path.read_bytes())
-        data[64 + 96 * 32767 + 5] ^= 1
-        corrupt.write_bytes(bytes(data))
-        kzg_module._dev_cache.clear()
-        with pytest.raises(KzgError, match="corrupt"):
-            Kzg.dev(cache_path=corrupt)
-    finally:
-        kzg_module._dev_cache[DEV_TAU] = dev
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_dev_known_tau_shortcut_equals_msm(dev, seed):
+    """The dev setup's one-scalar-multiplication commitments and witnesses are the MSM's points
+    (random polynomials of random lengths, witnesses on and off the domain)."""
+    rng = np.random.default_rng(seed)
+    msm = Kzg.dev(shortcut=False)
+    for length in (1, 2, 3, int(rng.integers(4, 300)), 1 << int(rng.integers(8, 16)), 1 << 15):
+        raw = rng.integers(0, 256, (length, 32), dtype=np.uint8)
+        raw[:, 0] &= 0x3F
+        poly = Polynomial(field.bytes_to_limbs(raw))
+        assert dev.commit(poly) == msm.commit(poly), (seed, length)
+        index = int(rng.integers(0, 1 << 16))
+        assert dev.create_witness(poly, 1 << 16, index) == msm.create_witness(poly, 1 << 16, index), (seed, length, index)
+        point = (b"\x00" + rng.bytes(31), DEV_TAU.to_bytes(32, "big"))  # x = tau takes the division path
+        for x in point:
+            assert dev.create_witness_at(poly, x) == msm.create_witness_at(poly, x), (seed, length, x.hex())
+    empty = Polynomial(np.zeros((0, 4), np.uint64))
+    assert dev.commit(empty) == msm.commit(empty)
 
 
-def test_reference_layout_round_trip(tmp_path, dev):
-    """write() emits the reference file layout; from_file reads it back (with subgroup checks)."""
-    path = tmp_path / "dev-params.bin"
-    dev.write(path)
-    assert path.stat().st_size == PARAMS_SIZE
-    loaded = Kzg.from_file(path)
+def test_dev_setup_is_cached_and_lazy(dev):
+    assert Kzg.dev() is dev
+    assert Kzg.dev(shortcut=False) is not dev
+    assert dev.max_values == G1_COUNT
+
+
+def test_reference_layout_round_trip(dev):
+    """to_bytes() emits the reference layout; from_bytes reads it back (with subgroup checks)."""
+    data = dev.to_bytes()
+    assert len(data) == PARAMS_SIZE
+    loaded = Kzg.from_bytes(data, check=True)
     poly = dev.poly(random_safe_scalars(random.Random(10), 32))
     assert loaded.commit(poly) == dev.commit(poly)
+    assert loaded.create_witness(poly, 32, 3) == dev.create_witness(poly, 32, 3)
 
 
-# ---- parameter file errors ------------------------------------------------------------------
+# ---- parameter errors -----------------------------------------------------------------------
 
 
-def test_missing_params_file_names_path(tmp_path):
-    path = tmp_path / "nope.bin"
-    with pytest.raises(KzgError, match="nope.bin cannot be read"):
-        Kzg.from_file(path)
+def test_wrong_size_bytes():
+    with pytest.raises(KzgError, match="short: size is 1000 bytes, expected 1579104"):
+        Kzg.from_bytes(bytes(1000), source="short")
 
 
-def test_default_path_env_override(tmp_path, monkeypatch):
-    path = tmp_path / "custom.bin"
-    monkeypatch.setenv("AUTONOMYS_KZG_PARAMS", str(path))
-    assert default_params_path() == path
-    with pytest.raises(KzgError, match="custom.bin cannot be read"):
-        Kzg.from_file()
+def _corrupt(data: bytes, offset: int, replacement: bytes) -> bytes:
+    return data[:offset] + replacement + data[offset + len(replacement) :]
 
 
-def test_wrong_size_file(tmp_path):
-    path = tmp_path / "short.bin"
-    path.write_bytes(bytes(1000))
-    with pytest.raises(KzgError, match="short.bin: size is 1000 bytes, expected 1579104"):
-        Kzg.from_file(path)
+def test_malformed_point_named(mainnet_bytes):
+    with pytest.raises(KzgError, match="corrupt: G1 point 0 is invalid"):
+        Kzg.from_bytes(_corrupt(mainnet_bytes, 0, b"\x00" * 48), source="corrupt")
 
 
-@pytest.fixture(scope="module")
-def mainnet_bytes() -> bytes:
-    return require_mainnet_kzg().read_bytes()
-
-
-def _corrupt(tmp_path, data: bytes, offset: int, replacement: bytes):
-    path = tmp_path / "corrupt.bin"
-    path.write_bytes(data[:offset] + replacement + data[offset + len(replacement) :])
-    return path
-
-
-def test_malformed_point_named(tmp_path, mainnet_bytes):
-    path = _corrupt(tmp_path, mainnet_bytes, 0, b"\x00" * 48)
-    with pytest.raises(KzgError, match="corrupt.bin: G1 point 0 is invalid"):
-        Kzg.from_file(path)
-
-
-def test_wrong_generator_detected(tmp_path, mainnet_bytes):
-    path = _corrupt(tmp_path, mainnet_bytes, 0, mainnet_bytes[48:96])
+def test_wrong_generator_detected(mainnet_bytes):
     with pytest.raises(KzgError, match="G1 point 0 is not the G1 generator"):
-        Kzg.from_file(path)
+        Kzg.from_bytes(_corrupt(mainnet_bytes, 0, mainnet_bytes[48:96]))
 
 
-def test_mismatched_tau_detected(tmp_path, mainnet_bytes):
+def test_mismatched_tau_detected(mainnet_bytes):
     g2 = G1_COUNT * 48
-    path = _corrupt(tmp_path, mainnet_bytes, g2 + 96, mainnet_bytes[g2 + 192 : g2 + 288])
     with pytest.raises(KzgError, match="pairing check failed"):
-        Kzg.from_file(path)
+        Kzg.from_bytes(_corrupt(mainnet_bytes, g2 + 96, mainnet_bytes[g2 + 192 : g2 + 288]))

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import random
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
 
 from services.protocol import field, ntt
 from services.protocol.constants import BLS12_381_R as R
+from services.protocol.parallel import Workers
 from shared_paths import require_vectors
 
 
@@ -96,30 +98,17 @@ def test_bad_dtype_rejected():
         ntt.ntt(np.zeros((4, 4), np.int32))
 
 
-@pytest.fixture
-def threads():
-    """Set the transform thread count for one test, restoring the default afterwards."""
-    default = ntt._threads
-    yield ntt.set_threads
-    ntt.set_threads(default)
-
-
 @pytest.mark.parametrize("count", [1, 2, 3, 4])
-def test_threaded_transforms_equal_serial(threads, count):
+def test_threaded_transforms_equal_serial(count):
     rng = np.random.default_rng(count)
     raw = rng.integers(0, 256, size=(3, 1 << 14, 32), dtype=np.uint8)
     raw[..., 0] &= 0x3F
     limbs = field.bytes_to_limbs(raw.reshape(-1, 32)).reshape(3, 1 << 14, 4)
-    threads(1)
     single, batch = ntt.ntt(limbs[0]), ntt.ntt(limbs)
     inverse = ntt.intt(limbs)
-    threads(count)
-    assert np.array_equal(ntt.ntt(limbs[0]), single)  # one transform split over the threads
-    assert np.array_equal(ntt.ntt(limbs), batch)  # rows split over the threads
-    assert np.array_equal(ntt.intt(limbs), inverse)
+    with ThreadPoolExecutor(count) as pool:
+        workers = Workers(pool, count)
+        assert np.array_equal(ntt.ntt(limbs[0], workers), single)  # one transform split over the threads
+        assert np.array_equal(ntt.ntt(limbs, workers), batch)  # rows split over the threads
+        assert np.array_equal(ntt.intt(limbs, workers), inverse)
     assert np.array_equal(batch[0], single)
-
-
-def test_set_threads_rejects_bad_count():
-    with pytest.raises(ValueError, match="thread count"):
-        ntt.set_threads(0)

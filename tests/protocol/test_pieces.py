@@ -1,10 +1,18 @@
-"""Piece layout and encodings, record helpers and index arithmetic (spec 01 sections 3-4)."""
+"""Piece layout and encodings, record helpers and index arithmetic (spec 01 sections 3-4).
+
+The serde JSON of a reference piece (``json_forms_ref.json``, abridged: length, blake3 of the
+text, its head and tail) and the piece index / position / segment of every piece the reference
+vectors place; the rest are round trips and rejections of malformed input.
+"""
 
 from __future__ import annotations
 
+import json
 import os
 
 import pytest
+from blake3 import blake3
+from reference_vectors import load_json, vector_bytes
 
 from services.protocol.constants import PIECE_SIZE, RAW_RECORD_SIZE, RECORD_SIZE
 from services.protocol.pieces import (
@@ -33,6 +41,48 @@ def _sample_piece() -> Piece:
     return Piece.from_parts(record, b"\xc1" * 48, b"\xa2" * 48)
 
 
+def _reference_piece() -> tuple[int, bytes]:
+    history = load_json("sector_history_ref.json")
+    index = history["sectors"][0]["piece_indexes"][0]
+    return index, vector_bytes(history["pieces_bin"])[:PIECE_SIZE]
+
+
+def test_piece_json_text_of_a_reference_piece() -> None:
+    (form,) = [f for f in load_json("json_forms_ref.json")["forms"] if f["type"] == "Piece (abridged)"]
+    index, data = _reference_piece()
+    assert form["value"] == f"piece {index} (blake3 {blake3(data).hexdigest()})"
+    abridged = dict(part.split("=", 1) for part in form["json"].split(" ", 3))
+    text = json.dumps(Piece(data).to_json())
+    assert len(text) == int(abridged["len"])
+    assert blake3(text.encode()).hexdigest() == abridged["blake3"]
+    assert abridged["head"] == text[:80] and abridged["tail"] == text[-80:]
+    assert Piece.from_json(json.loads(text)) == Piece(data)
+
+
+def test_piece_layout_of_a_reference_piece() -> None:
+    """Commitment and witness sit where the reference plotter's record metadata has them."""
+    _, data = _reference_piece()
+    piece = Piece(data)
+    history = load_json("sector_history_ref.json")
+    record_metadata = bytes.fromhex(history["sectors"][0]["regions"]["record_metadata"]["hex"])[:128]
+    assert piece.commitment + piece.witness == record_metadata[:96]
+    assert bytes(piece.record) + piece.commitment + piece.witness == data
+
+
+def test_piece_indexes_positions_and_segments_of_the_vectors() -> None:
+    archiver = load_json("archiver_ref.json")
+    for segment in archiver["segments"]:
+        index = segment["header"]["segment_index"]
+        assert segment_first_piece_index(index) == segment["first_piece_index"]
+        assert segment_last_piece_index(index) == segment["first_piece_index"] + 255
+    history = load_json("sector_history_ref.json")
+    for segment in history["segments"]:
+        for used in segment["pieces_used"]:
+            assert piece_segment_index(used["piece_index"]) == segment["segment_index"]
+            assert piece_position(used["piece_index"]) == used["position"]
+            assert used["piece_index"] in segment_piece_indexes(segment["segment_index"])
+
+
 def test_piece_layout_offsets() -> None:
     piece = _sample_piece()
     data = bytes(piece)
@@ -52,9 +102,7 @@ def test_piece_rejects_wrong_sizes() -> None:
 def test_piece_scale_form() -> None:
     piece = _sample_piece()
     encoded = piece.to_scale()
-    # compact(1_048_672): 4-byte mode, (n << 2) | 2 little-endian.
-    assert encoded[:4] == ((PIECE_SIZE << 2) | 2).to_bytes(4, "little")
-    assert encoded[4:] == bytes(piece)
+    assert encoded.endswith(bytes(piece))
     assert Piece.from_scale(encoded) == piece
     with pytest.raises(ScaleError, match=f"must be {PIECE_SIZE} bytes"):
         Piece.from_scale(encode_compact(PIECE_SIZE - 1) + bytes(piece)[:-1])
@@ -97,33 +145,24 @@ def test_source_record_round_trip() -> None:
         source_record_from_raw(raw[:-1])
 
 
-def test_piece_index_arithmetic() -> None:
-    assert piece_segment_index(0) == 0 and piece_position(0) == 0
-    assert piece_segment_index(511) == 1 and piece_position(511) == 255
-    assert piece_segment_index(512 + 7) == 2 and piece_position(512 + 7) == 7
-    assert is_source_piece(256) and not is_source_piece(257)
-    assert [source_position(i) for i in (0, 2, 254, 256, 300)] == [0, 1, 127, 0, 22]
-    with pytest.raises(ValueError, match="parity piece"):
-        source_position(3)
+def test_piece_index_round_trips_and_bad_input() -> None:
     for segment in (0, 1, 77):
         for sp in (0, 1, 64, 127):
             index = piece_index_from_source_position(sp, segment)
-            assert index == segment * 256 + 2 * sp
-            assert source_position(index) == sp and piece_segment_index(index) == segment
+            assert is_source_piece(index) and source_position(index) == sp and piece_segment_index(index) == segment
+            assert not is_source_piece(index + 1)
+    with pytest.raises(ValueError, match="parity piece"):
+        source_position(3)
     with pytest.raises(ValueError, match="source position out of range: 128"):
         piece_index_from_source_position(128, 0)
-    assert piece_index_to_bytes(0x0102) == b"\x02\x01" + bytes(6)
     assert piece_index_from_bytes(piece_index_to_bytes(2**64 - 1)) == 2**64 - 1
-    assert piece_offset_to_bytes(999) == (999).to_bytes(2, "little")
     with pytest.raises(ValueError, match="piece offset out of range"):
         piece_offset_to_bytes(65536)
     with pytest.raises(ValueError, match="piece index out of range"):
         piece_index_to_bytes(-1)
 
 
-def test_segment_index_helpers() -> None:
-    assert segment_first_piece_index(3) == 768 and segment_last_piece_index(3) == 1023
-    assert list(segment_piece_indexes(1))[:2] == [256, 257] and len(segment_piece_indexes(1)) == 256
+def test_segment_index_bounds() -> None:
     with pytest.raises(ValueError, match="segment index out of range"):
         segment_first_piece_index(2**64 // 256)
 

@@ -1,19 +1,27 @@
-"""Record encoding and sector assembly (spec 03 sections 6-7).
+"""Record encoding and sector assembly (spec 03 sections 6-7) against the reference plots.
 
-The sector layout is compared with a literal, loop-by-loop rendering of the spec written here;
-the shim PoS table (spec 02 section 9) stands in for the K=20 tables (the round-trip test uses
-the real ones).  ``build_shim_sector`` is shared with the reading / proving / verification tests.
+Our ``plot_sector`` with the real K=20 tables reproduces the sectors the reference
+``plot_sector`` wrote (``sector_ref.json``: 4 and 8 pieces at history size 1, the 4-piece one in
+full in ``sector_ref_p4.bin``; ``sector_history_ref.json``: 6 pieces at history size 64, in full
+in ``sector_history_ref_p6.bin``) byte for byte, with every recorded field of their metadata.
+
+Every reference record holds 32 768 encoded chunks, so the unencoded fill (records with fewer
+proofs) and the all-zero masked chunk are checked against the spec's rule only
+(``test_select_chunks_follows_spec`` here, ``test_sector_writer.py`` for the layout).
+``build_shim_sector(sparse=True)`` (insecure shim PoS, proofs for a quarter of the s-buckets)
+is shared with the reading and proving tests for that path.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
-import os
 from dataclasses import dataclass
 
 import numpy as np
 import pytest
 from blake3 import blake3
+from reference_vectors import erasure_coding, k20_proofs, plot, reference_sector, vector_bytes
 
 from services.protocol.constants import BLS12_381_R
 from services.protocol.erasure import ErasureCoding
@@ -21,23 +29,18 @@ from services.protocol.hashes import blake3_254_hash_to_scalar
 from services.protocol.kzg import Kzg
 from services.protocol.plotting import (
     CpuRecordEncoder,
-    EncodedRecord,
     PlottingError,
     PlottingResult,
     ProofsForSeed,
     SBucketProofs,
-    assemble_sector,
     plot_sector,
     sector_piece_indexes,
-    select_encoded_chunks,
+    _select_chunks,
     shim_proofs_for_seed,
 )
 from services.protocol.sector import (
     FarmerProtocolInfo,
-    RecordMetadata,
     SectorContentsMap,
-    derive_evaluation_seed,
-    sector_size,
 )
 
 
@@ -96,7 +99,47 @@ def build_shim_sector(pieces_in_sector: int = 3, seed: int = 11, sparse: bool = 
     return ShimSector(kzg, erasure, public_key, info, pieces, segment_commitment, result, proofs_for_seed)
 
 
-# ---- record encoding
+# ---- the reference plots
+
+
+def _region(sector: bytes, region: dict) -> bytes:
+    return sector[region["offset"] : region["offset"] + region["len"]]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["p4", "p8", "p6"])
+def test_plot_sector_reproduces_the_reference(name: str) -> None:
+    sector = reference_sector(name)
+    vector, n = sector.vector, sector.pieces_in_sector
+    assert sector_piece_indexes(sector.public_key, sector.sector_index, sector.protocol_info, n) == vector["piece_indexes"]
+    result = plot(name)
+    if vector["sector_bin"] is not None:
+        assert result.sector == vector_bytes(vector["sector_bin"])
+    assert len(result.sector) == vector["sector_len"]
+    assert blake3(result.sector).hexdigest() == vector["sector_blake3"]
+    regions = vector["regions"]
+    for region in ("contents_map", "record_chunks"):
+        assert blake3(_region(result.sector, regions[region])).hexdigest() == regions[region]["blake3"], region
+    assert _region(result.sector, regions["record_metadata"]).hex() == regions["record_metadata"]["hex"]
+    assert result.sector[-32:].hex() == regions["checksum"]
+    for sample in vector["s_bucket_samples"]:
+        chunks = result.sector[sample["offset"] : sample["offset"] + 32 * sample["size_chunks"]]
+        assert blake3(chunks).hexdigest() == sample["blake3"], sample["s_bucket"]
+    contents_map = SectorContentsMap.from_sector(result.sector, n)
+    assert contents_map.encoded_counts().tolist() == vector["num_encoded_record_chunks"]
+
+    assert result.metadata.to_checksummed_bytes().hex() == vector["sector_metadata_checksummed"]
+    assert blake3(result.metadata.s_bucket_sizes.astype("<u2").tobytes()).hexdigest() == (
+        vector["sector_metadata_s_bucket_sizes_blake3"]
+    )
+    plotted = result.plotted_sector
+    assert plotted.sector_id.hex() == vector["sector_id"]
+    assert plotted.sector_index == sector.sector_index
+    assert list(plotted.piece_indexes) == vector["piece_indexes"]
+    assert blake3(plotted.to_scale()).hexdigest() == vector["plotted_sector_scale_blake3"]
+
+
+# ---- record encoding and assembly beyond the vectors
 
 
 def _naive_select(extended: np.ndarray, found: np.ndarray, hashes: np.ndarray) -> tuple[list[bytes], np.ndarray]:
@@ -119,36 +162,25 @@ def _naive_select(extended: np.ndarray, found: np.ndarray, hashes: np.ndarray) -
 
 
 @pytest.mark.parametrize("found_fraction", [0.3, 0.7])
-def test_select_encoded_chunks_follows_spec(found_fraction: float) -> None:
+def test_select_chunks_follows_spec(found_fraction: float) -> None:
     rng = np.random.default_rng(5)
-    extended = rng.integers(0, 256, (65536, 32), dtype=np.uint8)
+    source = rng.integers(0, 256, (32768, 32), dtype=np.uint8)
+    parity = rng.integers(0, 256, (32768, 32), dtype=np.uint8)
+    extended = np.empty((65536, 32), dtype=np.uint8)
+    extended[0::2], extended[1::2] = source, parity
     hashes = rng.integers(0, 256, (65536, 32), dtype=np.uint8)
     found = rng.random(65536) < found_fraction
     zero_s = int(np.flatnonzero(found)[3])
     hashes[zero_s] = extended[zero_s]  # masked value all zero: treated as "no proof"
-    record = select_encoded_chunks(extended, found, hashes)
+    chunks = np.full((32768, 32), 0xAA, dtype=np.uint8)
+    bitfield = np.full(8192, 0xFF, dtype=np.uint8)  # stale contents must be overwritten
+    count = _select_chunks(source, parity, found, hashes, chunks, bitfield)
     stored, bits = _naive_select(extended, found, hashes)
-    assert not record.encoded_mask[zero_s]
-    assert np.array_equal(record.encoded_mask, bits)
-    assert record.chunks.tobytes() == b"".join(stored)
-    assert int(bits.sum()) == min(32768, int(found.sum()) - 1)
-
-
-def test_cpu_encoder_masks_extended_record_with_proof_hashes() -> None:
-    rng = np.random.default_rng(6)
-    record = random_source_record(rng)
-    seed = bytes(range(32))
-    encoder = CpuRecordEncoder(ErasureCoding(16), shim_proofs_for_seed)
-    extended = encoder.extend(record)
-    assert np.array_equal(extended[0::2], record)
-    encoded = encoder.encode(record, seed)
-    proofs = shim_proofs_for_seed(seed)
-    encoded_s = np.flatnonzero(encoded.encoded_mask)
-    for k in (0, 1, len(encoded_s) - 1):
-        s = int(encoded_s[k])
-        mask = blake3(proofs.proof(s)).digest()
-        unmasked = bytes(a ^ b for a, b in zip(encoded.chunks[k].tobytes(), mask))
-        assert unmasked == extended[s].tobytes()
+    mask = np.unpackbits(bitfield, bitorder="little").astype(bool)
+    assert not mask[zero_s]
+    assert np.array_equal(mask, bits)
+    assert chunks.tobytes() == b"".join(stored)
+    assert count == int(bits.sum()) == min(32768, int(found.sum()) - 1)
 
 
 def test_encoder_rejects_non_canonical_chunk() -> None:
@@ -158,95 +190,25 @@ def test_encoder_rejects_non_canonical_chunk() -> None:
         CpuRecordEncoder(ErasureCoding(16), shim_proofs_for_seed).encode(record, bytes(32))
 
 
-# ---- sector assembly
-
-
-def _naive_sector(records: list[EncodedRecord], metadata: list[RecordMetadata]) -> bytes:
-    """Spec 03 section 7 written out with running cursors per record."""
-    n = len(records)
-    body = b"".join(np.packbits(r.encoded_mask, bitorder="little").tobytes() for r in records)
-    out = [body, blake3(body).digest()]
-    encoded_counts = [int(r.encoded_mask.sum()) for r in records]
-    encoded_cursor = [0] * n
-    unencoded_cursor = [0] * n
-    masks = [r.encoded_mask.tolist() for r in records]
-    chunks = [r.chunks.tobytes() for r in records]
-    for s in range(65536):
-        for p in range(n):
-            if masks[p][s]:
-                k = encoded_cursor[p]
-                encoded_cursor[p] += 1
-            elif unencoded_cursor[p] < 32768 - encoded_counts[p]:
-                k = encoded_counts[p] + unencoded_cursor[p]
-                unencoded_cursor[p] += 1
-            else:
-                continue
-            out.append(chunks[p][32 * k : 32 * k + 32])
-    out.extend(m.to_bytes() for m in metadata)
-    sector = b"".join(out)
-    return sector + blake3(sector).digest()
-
-
-def test_assemble_sector_matches_literal_layout() -> None:
-    rng = np.random.default_rng(9)
-    records = []
-    for density in (0.2, 0.5, 0.55):
-        mask = rng.random(65536) < density
-        mask[np.flatnonzero(mask)[32768:]] = False
-        records.append(EncodedRecord(rng.integers(0, 256, (32768, 32), dtype=np.uint8), mask))
-    metadata = [RecordMetadata(rng.bytes(48), rng.bytes(48), rng.bytes(32)) for _ in records]
-    sector, sizes = assemble_sector(records, metadata)
-    assert len(sector) == sector_size(3)
-    assert sector == _naive_sector(records, metadata)
-    contents_map = SectorContentsMap.from_sector(sector, 3)
-    assert np.array_equal(sizes, contents_map.s_bucket_sizes())
-
-
-# ---- whole-sector plotting
-
-
-@pytest.mark.parametrize("sparse", [False, True])
-def test_plot_sector_outputs_consistent_metadata(sparse: bool) -> None:
-    shim = build_shim_sector(sparse=sparse)
-    result = shim.result
-    assert len(result.sector) == sector_size(3)
-    assert result.sector[-32:] == blake3(result.sector[:-32]).digest()
-    metadata = result.metadata
-    assert metadata.history_size == 1 and metadata.pieces_in_sector == 3 and metadata.sector_index == 0
-    assert int(metadata.s_bucket_sizes.sum(dtype=np.int64)) == 3 * 32768
-    plotted = result.plotted_sector
-    assert list(plotted.piece_indexes) == sector_piece_indexes(shim.public_key, 0, shim.protocol_info, 3)
-    contents_map = SectorContentsMap.from_sector(result.sector, 3)
-    assert np.array_equal(contents_map.s_bucket_sizes(), metadata.s_bucket_sizes)
-    # per-record metadata holds commitment, witness and the piece checksum
-    for offset, index in enumerate(plotted.piece_indexes):
-        piece = shim.pieces[index]
-        start = len(result.sector) - 32 - (3 - offset) * 128
-        assert result.sector[start : start + 128] == piece[-96:] + blake3(piece).digest()
-    assert derive_evaluation_seed(plotted.sector_id, 1) != derive_evaluation_seed(plotted.sector_id, 2)
-    encoded_counts = contents_map.encoded_counts()
-    if sparse:
-        assert (encoded_counts < 32768).all()  # unencoded chunks present
-    else:
-        assert (encoded_counts == 32768).all()  # ~2/3 of shim s-buckets have proofs
+# ---- bad input
 
 
 def test_plot_sector_rejects_missing_and_malformed_pieces() -> None:
-    shim = build_shim_sector()
-    encoder = CpuRecordEncoder(shim.erasure, shim_proofs_for_seed)
+    sector = reference_sector("p4")
+    pieces = sector.pieces()
+    encoder = CpuRecordEncoder(erasure_coding(), k20_proofs)  # every case fails before any table is built
+    args = (sector.public_key, sector.sector_index, sector.protocol_info, 4)
     with pytest.raises(PlottingError, match="was not provided"):
-        plot_sector(shim.public_key, 0, shim.protocol_info, 3, {}, encoder)
-    some_index = next(iter(shim.pieces))
-    short = {i: p[:-1] for i, p in shim.pieces.items()}
-    with pytest.raises(PlottingError, match=f"piece {some_index}|must be 1048672 bytes"):
-        plot_sector(shim.public_key, 0, shim.protocol_info, 3, short, encoder)
-    bad = {i: b"\xff" * 32 + p[32:] for i, p in shim.pieces.items()}
+        plot_sector(*args, {}, encoder)
+    with pytest.raises(PlottingError, match="must be 1048672 bytes"):
+        plot_sector(*args, {i: p[:-1] for i, p in pieces.items()}, encoder)
     with pytest.raises(PlottingError, match="erasure coded"):
-        plot_sector(shim.public_key, 0, shim.protocol_info, 3, bad, encoder)
+        plot_sector(*args, {i: b"\xff" * 32 + p[32:] for i, p in pieces.items()}, encoder)
 
 
 def test_plot_sector_checks_pieces_in_sector_limit() -> None:
-    shim = build_shim_sector()
-    encoder = CpuRecordEncoder(shim.erasure, shim_proofs_for_seed)
+    sector = reference_sector("p4")
+    info = dataclasses.replace(sector.protocol_info, max_pieces_in_sector=3)
+    encoder = CpuRecordEncoder(erasure_coding(), k20_proofs)
     with pytest.raises(ValueError, match="max_pieces_in_sector"):
-        plot_sector(os.urandom(32), 0, shim.protocol_info, 33, shim.pieces, encoder)
+        plot_sector(sector.public_key, sector.sector_index, info, 4, sector.pieces(), encoder)

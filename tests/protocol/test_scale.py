@@ -1,10 +1,15 @@
-"""SCALE toolkit: known encodings from the parity-scale-codec documentation, strict decoding."""
+"""SCALE toolkit: strict decoding, the encodings published in the parity-scale-codec
+documentation, and ``Blake3Checksummed`` as the reference wrote it (``sector_ref.json``).
+
+The SCALE forms of the protocol types themselves are checked against the reference vectors in
+their own test modules (segment headers, solutions, sector metadata, plotted sectors, farmer
+protocol info)."""
 
 from __future__ import annotations
 
 import pytest
+from reference_vectors import reference_sector
 
-from services.protocol.hashes import blake3_hash
 from services.protocol.scale import (
     ScaleError,
     ScaleReader,
@@ -25,6 +30,7 @@ from services.protocol.scale import (
     encode_u128,
     encode_vec,
 )
+from services.protocol.sector import SectorMetadata
 
 # (value, encoding) pairs published in the SCALE codec documentation (docs.substrate.io /
 # parity-scale-codec README), plus the mode boundaries.
@@ -143,16 +149,12 @@ def test_trailing_bytes_and_error_location() -> None:
         decode_all(b"\x01\x00\x00\x00\xff", lambda r: r.u32(), "Thing")
 
 
-def test_blake3_checksummed() -> None:
-    inner = encode_u64(12345) + encode_bytes(b"hello")
-    wrapped = encode_checksummed(inner)
-    assert wrapped == inner + blake3_hash(inner)
-
-    def decode(reader: ScaleReader) -> tuple[int, bytes]:
-        return reader.u64(), reader.bytes()
-
-    assert decode_all(wrapped, lambda r: r.checksummed(decode), "c") == (12345, b"hello")
+def test_blake3_checksummed_reference_sector_metadata() -> None:
+    """``Blake3Checksummed<SectorMetadata>`` as the reference plotter wrote it."""
+    wrapped = bytes.fromhex(reference_sector("p4").vector["sector_metadata_checksummed"])
+    metadata = decode_all(wrapped, lambda r: r.checksummed(SectorMetadata.decode), "checksummed")
+    assert encode_checksummed(metadata.to_scale()) == wrapped
     corrupted = bytearray(wrapped)
     corrupted[3] ^= 1
     with pytest.raises(ScaleError, match="checksum mismatch"):
-        decode_all(bytes(corrupted), lambda r: r.checksummed(decode), "c")
+        decode_all(bytes(corrupted), lambda r: r.checksummed(SectorMetadata.decode), "checksummed")

@@ -1,14 +1,21 @@
-"""Sector id, piece selection, expiry, seeds and byte layouts (spec 03).
+"""Sector id, piece selection, expiry, seeds and byte layouts (spec 03) against the reference.
 
-Expected values are recomputed here from the spec's formulas with plain BLAKE3 calls
-(independently of the module), and sizes are checked against the spec's worked numbers.
+Expected values come from ``derivations_ref.json`` (``subspace-core-primitives`` at history
+sizes up to 200 000 segments, other parameter sets, overflow edges) and from the sectors the
+reference plotted (``sector_ref.json`` + ``sector_ref_p4.bin``, ``sector_history_ref.json`` +
+``sector_history_ref_p6.bin``): every field of their layout is decoded here with our sector
+module. A few behaviours the vectors do not reach (records with unencoded chunks, the
+replotting rule) keep tests derived from the spec; they say so.
 """
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from blake3 import blake3
+from reference_vectors import load_json, reference_sector
 
 from services.protocol.scale import ScaleError
 from services.protocol.sector import (
@@ -27,210 +34,254 @@ from services.protocol.sector import (
     derive_piece_indexes,
     derive_sector_id,
     encode_plot_metadata_header,
+    expiration_check_history_size,
     expiration_check_segment_index,
-    metadata_entry_offset,
-    metadata_file_size,
-    plot_file_size,
-    plot_sector_offset,
+    is_sector_expired,
     read_record_metadata,
     record_chunk_slots,
     record_metadata_offset,
-    s_bucket_offsets,
     sector_contents_map_size,
     sector_record_chunks_size,
     sector_record_metadata_size,
     sector_size,
     should_replot_sector,
-    is_sector_expired,
     verify_sector_checksum,
 )
 
-PUBLIC_KEY = bytes(range(32))
+
+def _derivations() -> dict:
+    return load_json("derivations_ref.json")
 
 
-# ---- sizes (spec 03 sections 7-9 worked numbers)
+def _optional_int(value: str | int | None) -> int | None:
+    return None if value is None else int(value)
 
 
-def test_sector_size_matches_spec_worked_number() -> None:
-    assert sector_size(1000) == 1_056_896_064
-    assert sector_size(1) == 1_048_576 + 128 + 8192 + 32 + 32
-    assert sector_contents_map_size(1000) == 1000 * 8192 + 32
-    assert sector_record_chunks_size(1000) == 1000 * 1_048_576
-    assert sector_record_metadata_size(1000) == 128_000
+# ============================================================================================
+# derivations_ref.json
 
 
-def test_sector_size_rejects_bad_counts() -> None:
-    with pytest.raises(ValueError, match="pieces in sector"):
-        sector_size(0)
-    with pytest.raises(ValueError, match="pieces in sector"):
-        sector_size(65536)
+@pytest.mark.parametrize("key_index", [0, 1])
+def test_sector_ids_piece_indexes_and_expiry(key_index: int) -> None:
+    """Every field of every case of one key: sector id, piece indexes 0..999 (whole list where
+    given, else first/last 8, count and blake3 of the u64 LE list), expiration check history
+    size and segment, expiration history size per commitment and expired-or-not later."""
+    vectors = _derivations()
+    params = vectors["protocol_params"]
+    public_key = blake3(vectors["key_labels"][key_index].encode()).digest()
+    info = FarmerProtocolInfo(1, params["max_pieces_in_sector"], params["recent_segments"],
+                              tuple(params["recent_history_fraction"]), params["min_sector_lifetime"])  # fmt: skip
+    cases = [c for c in vectors["cases"] if c["public_key"] == public_key.hex()]
+    assert len(cases) == 75
+    for case in cases:
+        where = f"sector {case['sector_index']} at history size {case['history_size']}"
+        history_size = case["history_size"]
+        sector_id = derive_sector_id(public_key, case["sector_index"], history_size)
+        assert sector_id.hex() == case["sector_id"], where
+
+        indexes = derive_piece_indexes(sector_id, 1000, history_size, info)
+        expected = case["piece_indexes_0_999"]
+        assert len(indexes) == expected["count"], where
+        if "full" in expected:
+            assert indexes == expected["full"], where
+        assert indexes[:8] == expected["first8"] and indexes[-8:] == expected["last8"], where
+        assert blake3(np.array(indexes, dtype="<u8").tobytes()).hexdigest() == expected["blake3_u64le"], where
+
+        lifetime = params["min_sector_lifetime"]
+        assert expiration_check_history_size(history_size, lifetime) == case["expiration_check_history_size"], where
+        assert expiration_check_segment_index(history_size, lifetime) == case["expiration_check_segment_index"], where
+        for expiration in case["expirations"]:
+            commitment = bytes.fromhex(expiration["segment_commitment"])
+            expires_at = derive_expiration_history_size(sector_id, history_size, commitment, lifetime)
+            assert expires_at == expiration["expiration_history_size"], where
+            for check in expiration["is_expired"]:
+                assert is_sector_expired(expires_at, check["current_history_size"]) == check["expired"], (where, check)
 
 
-def test_metadata_size_matches_spec() -> None:
-    assert SECTOR_METADATA_CHECKSUMMED_SIZE == 131_116
-    metadata = SectorMetadata(3, 1000, np.arange(65536) % 1001, 7)
-    assert len(metadata.to_checksummed_bytes()) == 131_116
+def test_commitment_rule_of_the_cases() -> None:
+    """The expiration commitments follow the file's ``key_rule`` (so the cases are what they say)."""
+    vectors = _derivations()
+    assert vectors["key_rule"].startswith("public_key = blake3(utf8(label))")
+    keys = {blake3(label.encode()).hexdigest() for label in vectors["key_labels"]}
+    assert {case["public_key"] for case in vectors["cases"]} == keys
 
 
-# ---- sector id, seeds, piece indexes
+def test_piece_index_with_other_parameters() -> None:
+    for variant in _derivations()["piece_index_param_variants"]:
+        sector_id = bytes.fromhex(variant["sector_id"])
+        expected = variant["piece_indexes"]
+        got = [
+            derive_piece_index(
+                sector_id,
+                offset,
+                variant["history_size"],
+                variant["max_pieces_in_sector"],
+                variant["recent_segments"],
+                tuple(variant["recent_history_fraction"]),
+            )
+            for offset in range(len(expected))
+        ]
+        assert got == expected, {k: v for k, v in variant.items() if k != "piece_indexes"}
 
 
-def test_sector_id_is_keyed_blake3_of_index_and_history_size() -> None:
-    key = blake3(PUBLIC_KEY).digest()
-    expected = blake3((5).to_bytes(2, "little") + (42).to_bytes(8, "little"), key=key).digest()
-    assert derive_sector_id(PUBLIC_KEY, 5, 42) == expected
+def test_evaluation_seeds() -> None:
+    seeds = _derivations()["evaluation_seeds"]
+    assert len(seeds) == 24
+    for entry in seeds:
+        seed = derive_evaluation_seed(bytes.fromhex(entry["sector_id"]), entry["piece_offset"])
+        assert seed.hex() == entry["evaluation_seed"], entry
 
 
-def test_sector_id_rejects_bad_input() -> None:
-    with pytest.raises(ValueError, match="public key"):
-        derive_sector_id(b"short", 0, 1)
-    with pytest.raises(ValueError, match="history size"):
-        derive_sector_id(PUBLIC_KEY, 0, 0)
-    with pytest.raises(ValueError, match="sector index"):
-        derive_sector_id(PUBLIC_KEY, 70000, 1)
+def test_expiration_overflow_edges() -> None:
+    """Near u64::MAX the reference returns None where an addition or the ×4 overflows."""
+    edges = _derivations()["expiration_edge_cases"]
+    sector_id = bytes.fromhex(edges["sector_id"])
+    commitment = bytes.fromhex(edges["segment_commitment"])
+    assert any(case["expiration_history_size"] is None for case in edges["cases"])
+    for case in edges["cases"]:
+        history_size, lifetime = int(case["history_size"]), case["min_sector_lifetime"]
+        assert expiration_check_history_size(history_size, lifetime) == _optional_int(
+            case["expiration_check_history_size"]
+        ), case
+        got = derive_expiration_history_size(sector_id, history_size, commitment, lifetime)
+        assert got == _optional_int(case["expiration_history_size"]), case
 
 
-def test_evaluation_seed_is_plain_blake3_of_sector_id_and_offset() -> None:
-    sector_id = derive_sector_id(PUBLIC_KEY, 1, 1)
-    assert derive_evaluation_seed(sector_id, 258) == blake3(sector_id + (258).to_bytes(2, "little")).digest()
+# ============================================================================================
+# The reference sectors: layout, contents map, metadata, record metadata
 
 
-def _input_hash(sector_id: bytes, offset: int) -> int:
-    key = offset.to_bytes(2, "little") + bytes(30)
-    return int.from_bytes(blake3(sector_id, key=key).digest(), "little")
+@pytest.mark.parametrize("name", ["p4", "p8", "p6"])
+def test_reference_sector_id_indexes_and_metadata(name: str) -> None:
+    sector = reference_sector(name)
+    vector, info, n = sector.vector, sector.protocol_info, sector.pieces_in_sector
+    sector_id = derive_sector_id(sector.public_key, sector.sector_index, info.history_size)
+    assert sector_id.hex() == vector["sector_id"]
+    assert derive_piece_indexes(sector_id, n, info.history_size, info) == vector["piece_indexes"]
+    assert sector_size(n) == vector["sector_len"]
 
-
-def test_piece_index_small_history_is_uniform_over_history() -> None:
-    sector_id = derive_sector_id(PUBLIC_KEY, 0, 3)
-    for offset in range(40):
-        expected = _input_hash(sector_id, offset) % (3 * 256)
-        assert derive_piece_index(sector_id, offset, 3, 1000, 5, (1, 10)) == expected
-
-
-def test_piece_index_large_history_interleaves_recent_segments() -> None:
-    # mainnet: min history 12 800 pieces (> 50 segments), 200 interleaved offsets
-    history_size = 60
-    sector_id = derive_sector_id(PUBLIC_KEY, 9, history_size)
-    in_pieces = history_size * 256
-    for offset in range(0, 260):
-        h = _input_hash(sector_id, offset)
-        if offset < 200 and offset % 2 == 1:
-            expected = h % 1280 + (in_pieces - 1280)
-            assert expected >= in_pieces - 1280
-        else:
-            expected = h % in_pieces
-        assert derive_piece_index(sector_id, offset, history_size, 1000, 5, (1, 10)) == expected
-
-
-def test_piece_index_at_threshold_is_not_interleaved() -> None:
-    history_size = 50  # exactly 12 800 pieces: not greater than the minimum
-    sector_id = derive_sector_id(PUBLIC_KEY, 0, history_size)
-    assert derive_piece_index(sector_id, 1, history_size, 1000, 5, (1, 10)) == _input_hash(sector_id, 1) % 12800
-
-
-def test_derive_piece_indexes_checks_pieces_in_sector() -> None:
-    info = FarmerProtocolInfo.test_runtime(2)
-    sector_id = derive_sector_id(PUBLIC_KEY, 0, 2)
-    assert len(derive_piece_indexes(sector_id, 32, 2, info)) == 32
-    with pytest.raises(ValueError, match="max_pieces_in_sector"):
-        derive_piece_indexes(sector_id, 33, 2, info)
-
-
-def test_expiration_history_size() -> None:
-    commitment = bytes(range(48))
-    for history_size in (1, 7, 1000):
-        sector_id = derive_sector_id(PUBLIC_KEY, 0, history_size)
-        h = int.from_bytes(blake3(sector_id + commitment).digest(), "little")
-        expected = history_size + 4 + h % (3 * history_size)
-        got = derive_expiration_history_size(sector_id, history_size, commitment, 4)
-        assert got == expected
-        assert history_size + 4 <= got < 4 * history_size + 4
-    assert expiration_check_segment_index(10, 4) == 13
-
-
-def test_expiry_rules() -> None:
-    # expiration history size 10: expired for the verifier from history size 10 (segment 9)
-    assert not is_sector_expired(10, 9) and is_sector_expired(10, 10)
-    # farmer: expires_at = segment 9; replot on segment 8 (about to expire) or later
-    assert not should_replot_sector(10, 7)
-    assert should_replot_sector(10, 8) and should_replot_sector(10, 9)
-
-
-def test_expiration_overflow_is_none() -> None:
-    sector_id = derive_sector_id(PUBLIC_KEY, 0, 1)
-    assert derive_expiration_history_size(sector_id, 2**62, bytes(48), 4) is None
-
-
-# ---- protocol info
-
-
-def test_farmer_protocol_info_scale_and_json() -> None:
-    info = FarmerProtocolInfo.mainnet(123)
-    encoded = info.to_scale()
-    assert encoded == (
-        (123).to_bytes(8, "little") + (1000).to_bytes(2, "little") + (5).to_bytes(8, "little")
-        + (1).to_bytes(8, "little") + (10).to_bytes(8, "little") + (4).to_bytes(8, "little")
+    metadata = sector.metadata()
+    assert (metadata.sector_index, metadata.pieces_in_sector, metadata.history_size) == (
+        sector.sector_index, n, info.history_size,
     )  # fmt: skip
-    assert FarmerProtocolInfo.from_scale(encoded) == info
-    assert info.to_json() == {
-        "historySize": 123,
-        "maxPiecesInSector": 1000,
-        "recentSegments": 5,
-        "recentHistoryFraction": [1, 10],
-        "minSectorLifetime": 4,
-    }
-    assert FarmerProtocolInfo.from_json(info.to_json()) == info
+    assert metadata.sector_id(sector.public_key) == sector_id
+    assert metadata.to_checksummed_bytes().hex() == vector["sector_metadata_checksummed"]
+    assert len(metadata.to_checksummed_bytes()) == SECTOR_METADATA_CHECKSUMMED_SIZE
+    sizes = metadata.s_bucket_sizes.astype("<u2").tobytes()
+    assert blake3(sizes).hexdigest() == vector["sector_metadata_s_bucket_sizes_blake3"]
+    plotted = PlottedSector(sector_id, sector.sector_index, metadata, tuple(vector["piece_indexes"]))
+    assert blake3(plotted.to_scale()).hexdigest() == vector["plotted_sector_scale_blake3"]
+    assert PlottedSector.from_scale(plotted.to_scale()) == plotted
+
+    regions = vector["regions"]
+    assert (regions["contents_map"]["offset"], regions["contents_map"]["len"]) == (0, sector_contents_map_size(n))
+    assert (regions["record_chunks"]["offset"], regions["record_chunks"]["len"]) == (
+        sector_contents_map_size(n), sector_record_chunks_size(n),
+    )  # fmt: skip
+    assert (regions["record_metadata"]["offset"], regions["record_metadata"]["len"]) == (
+        record_metadata_offset(n, 0), sector_record_metadata_size(n),
+    )  # fmt: skip
+    for sample in vector["s_bucket_samples"]:
+        assert metadata.s_bucket_byte_range(sample["s_bucket"]) == (sample["offset"], 32 * sample["size_chunks"])
+
+
+@pytest.mark.parametrize("name", ["p4", "p6"])
+def test_reference_sector_bytes_decode(name: str) -> None:
+    """The reference's sector file, region by region, through our layout and decoders."""
+    sector = reference_sector(name)
+    vector, n = sector.vector, sector.pieces_in_sector
+    data = sector.sector_bytes()
+    assert len(data) == vector["sector_len"] and blake3(data).hexdigest() == vector["sector_blake3"]
+    verify_sector_checksum(data, n)
+    regions = vector["regions"]
+    assert data[-32:].hex() == regions["checksum"]
+    for region in ("contents_map", "record_chunks"):
+        start, length = regions[region]["offset"], regions[region]["len"]
+        assert blake3(data[start : start + length]).hexdigest() == regions[region]["blake3"], region
+    record_metadata = bytes.fromhex(regions["record_metadata"]["hex"])
+    start = regions["record_metadata"]["offset"]
+    assert data[start : start + len(record_metadata)] == record_metadata
+
+    contents_map = SectorContentsMap.from_sector(data, n)
+    assert contents_map.to_bytes() == data[: sector_contents_map_size(n)]
+    assert contents_map.encoded_counts().tolist() == vector["num_encoded_record_chunks"]
+    assert np.array_equal(contents_map.s_bucket_sizes(), sector.metadata().s_bucket_sizes)
+    for sample in vector["s_bucket_samples"]:
+        offset, size = sample["offset"], 32 * sample["size_chunks"]
+        assert blake3(data[offset : offset + size]).hexdigest() == sample["blake3"], sample["s_bucket"]
+
+    for offset, index in enumerate(vector["piece_indexes"]):
+        stored = read_record_metadata(data, n, offset)
+        assert stored.to_bytes() == record_metadata[128 * offset : 128 * (offset + 1)]
+        assert (stored.commitment, stored.piece_checksum) == _piece_commitment_and_checksum(name, index), offset
+
+
+def _piece_commitment_and_checksum(name: str, piece_index: int) -> tuple[bytes, bytes]:
+    """Record commitment and blake3 of a reference piece, from the vectors (no piece rebuilt)."""
+    if name == "p6":
+        piece = reference_sector(name).pieces()[piece_index]
+        return RecordMetadata.from_piece(piece).commitment, blake3(piece).digest()
+    segment = load_json("archiver_ref.json")["segments"][0]
+    return bytes.fromhex(segment["piece_commitments"][piece_index]), bytes.fromhex(segment["piece_blake3"][piece_index])
+
+
+def test_farmer_protocol_info_forms() -> None:
+    """SCALE (both sector vectors) and serde JSON (history vector) of ``FarmerProtocolInfo``."""
+    for name in ("p4", "p6"):
+        sector = reference_sector(name)
+        info, expected = sector.protocol_info, sector.file["farmer_protocol_info"]
+        assert info.to_scale().hex() == expected["scale"]
+        assert FarmerProtocolInfo.from_scale(bytes.fromhex(expected["scale"])) == info
+    expected = reference_sector("p6").file["farmer_protocol_info"]["serde_json"]
+    assert json.dumps(reference_sector("p6").protocol_info.to_json(), separators=(",", ":")) == expected
+    assert FarmerProtocolInfo.from_json(json.loads(expected)) == reference_sector("p6").protocol_info
     with pytest.raises(ScaleError):
-        FarmerProtocolInfo.from_scale(encoded[:-1])
+        FarmerProtocolInfo.from_scale(bytes.fromhex(reference_sector("p4").file["farmer_protocol_info"]["scale"])[:-1])
     with pytest.raises(ValueError, match="lacks field"):
         FarmerProtocolInfo.from_json({"historySize": 1})
 
 
-# ---- contents map
+# ============================================================================================
+# Negative and round-trip properties
 
 
-def _random_bitfields(n: int, seed: int) -> list[np.ndarray]:
-    rng = np.random.default_rng(seed)
-    fields = []
-    for p in range(n):
-        density = [0.3, 0.49, 0.62][p % 3]
-        bitfield = rng.random(65536) < density
-        bitfield[np.flatnonzero(bitfield)[32768:]] = False  # at most 32 768 encoded chunks
-        fields.append(bitfield)
-    return fields
+def test_bad_input_is_rejected() -> None:
+    with pytest.raises(ValueError, match="public key"):
+        derive_sector_id(b"short", 0, 1)
+    with pytest.raises(ValueError, match="history size"):
+        derive_sector_id(bytes(32), 0, 0)
+    with pytest.raises(ValueError, match="sector index"):
+        derive_sector_id(bytes(32), 70000, 1)
+    with pytest.raises(ValueError, match="pieces in sector"):
+        sector_size(0)
+    with pytest.raises(ValueError, match="pieces in sector"):
+        sector_size(65536)
+    info = FarmerProtocolInfo(2, 32, 5, (1, 10), 4)
+    with pytest.raises(ValueError, match="max_pieces_in_sector"):
+        derive_piece_indexes(bytes(32), 33, 2, info)
 
 
-def _naive_has_chunk(bitfield: np.ndarray, s: int) -> bool:
-    """spec 03 section 6 ``record_has_s_bucket_chunk`` written out literally."""
-    encoded_count = int(bitfield.sum())
-    if bitfield[s]:
-        return True
-    if encoded_count == 32768:
-        return False
-    unencoded_before = s - int(bitfield[:s].sum())
-    return unencoded_before < 32768 - encoded_count
-
-
-def test_contents_map_round_trip_and_bit_order() -> None:
-    fields = _random_bitfields(3, 1)
-    contents_map = SectorContentsMap.from_record_bitfields(fields)
-    raw = contents_map.to_bytes()
-    assert len(raw) == sector_contents_map_size(3)
-    # LSB-first: bit s is byte s/8, mask 1 << (s % 8)
-    for s in (0, 1, 7, 8, 65535):
-        assert bool(raw[s // 8] & (1 << (s % 8))) == bool(fields[0][s])
-    assert raw[-32:] == blake3(raw[:-32]).digest()
-    decoded = SectorContentsMap.from_bytes(raw, 3)
-    assert np.array_equal(decoded.bits, contents_map.bits)
-
-
-def test_contents_map_rejects_bad_checksum_and_too_many_bits() -> None:
-    raw = bytearray(SectorContentsMap.from_record_bitfields(_random_bitfields(2, 2)).to_bytes())
-    raw[5] ^= 1
-    with pytest.raises(SectorError, match="checksum"):
-        SectorContentsMap.from_bytes(bytes(raw), 2)
+def test_corrupt_reference_metadata_and_contents_map_are_rejected() -> None:
+    sector = reference_sector("p4")
+    encoded = bytearray(bytes.fromhex(sector.vector["sector_metadata_checksummed"]))
+    encoded[100] ^= 0xFF
+    with pytest.raises(ScaleError, match="checksum mismatch"):
+        SectorMetadata.from_checksummed_bytes(bytes(encoded))
+    with pytest.raises(ScaleError, match="131116"):
+        SectorMetadata.from_checksummed_bytes(bytes(encoded[:-1]))
+    data = bytearray(sector.sector_bytes())
+    contents_map = bytes(data[: sector_contents_map_size(4)])
     with pytest.raises(SectorError, match="must be"):
-        SectorContentsMap.from_bytes(bytes(raw[:-1]), 2)
+        SectorContentsMap.from_bytes(contents_map[:-1], 4)
+    data[5] ^= 1
+    with pytest.raises(SectorError, match="contents map checksum"):
+        SectorContentsMap.from_sector(bytes(data), 4)
+    with pytest.raises(SectorError, match="sector checksum"):
+        verify_sector_checksum(bytes(data), 4)
+    with pytest.raises(SectorError, match="bytes"):
+        verify_sector_checksum(bytes(data[:-1]), 4)
+    with pytest.raises(SectorError, match="truncated"):
+        read_record_metadata(bytes(100), 4, 1)
     full = np.ones(65536, dtype=bool)
     full[:32767] = False  # 32 769 bits set
     body = np.packbits(full, bitorder="little").tobytes()
@@ -238,64 +289,7 @@ def test_contents_map_rejects_bad_checksum_and_too_many_bits() -> None:
         SectorContentsMap.from_bytes(body + blake3(body).digest(), 1)
 
 
-def test_record_chunk_slots_follow_the_spec_rule() -> None:
-    rng = np.random.default_rng(3)
-    for density in (0.1, 0.5, 0.6):
-        bitfield = rng.random(65536) < density
-        if bitfield.sum() > 32768:
-            bitfield[np.flatnonzero(bitfield)[32768:]] = False
-        slots, encoded = record_chunk_slots(bitfield)
-        assert (slots >= 0).sum() == 32768
-        sample = rng.integers(0, 65536, 400)
-        for s in sample:
-            assert (slots[s] >= 0) == _naive_has_chunk(bitfield, int(s))
-        # encoded chunks first, ascending; then unencoded ones ascending
-        encoded_count = int(bitfield.sum())
-        assert np.array_equal(slots[bitfield], np.arange(encoded_count))
-        unencoded_slots = slots[(slots >= 0) & ~bitfield]
-        assert np.array_equal(unencoded_slots, np.arange(encoded_count, 32768))
-
-
-def test_record_with_full_encoding_has_no_unencoded_chunks() -> None:
-    bitfield = np.zeros(65536, dtype=bool)
-    bitfield[1::2] = True  # exactly 32 768
-    slots, _ = record_chunk_slots(bitfield)
-    assert np.array_equal(slots >= 0, bitfield)
-
-
-def test_s_bucket_records_and_sizes_agree_with_rule() -> None:
-    fields = _random_bitfields(4, 4)
-    contents_map = SectorContentsMap.from_record_bitfields(fields)
-    sizes = contents_map.s_bucket_sizes()
-    assert int(sizes.sum(dtype=np.int64)) == 4 * 32768
-    for s in (0, 3, 1000, 40000, 65535):
-        expected = [(p, bool(fields[p][s])) for p in range(4) if _naive_has_chunk(fields[p], s)]
-        assert contents_map.s_bucket_records(s) == expected
-        assert sizes[s] == len(expected)
-
-
-# ---- metadata
-
-
-def test_sector_metadata_layout_and_checksum() -> None:
-    sizes = (np.arange(65536) % 5).astype(np.uint16)
-    metadata = SectorMetadata(0x0102, 4, sizes, 0x1122334455)
-    encoded = metadata.to_checksummed_bytes()
-    assert encoded[:2] == b"\x02\x01"
-    assert encoded[2:4] == b"\x04\x00"
-    assert encoded[4:6] == b"\x00\x00" and encoded[6:8] == b"\x01\x00"
-    assert encoded[131_076:131_084] == (0x1122334455).to_bytes(8, "little")
-    assert encoded[131_084:] == blake3(encoded[:131_084]).digest()
-    assert SectorMetadata.from_checksummed_bytes(encoded) == metadata
-    corrupt = bytearray(encoded)
-    corrupt[100] ^= 0xFF
-    with pytest.raises(ScaleError, match="checksum mismatch"):
-        SectorMetadata.from_checksummed_bytes(bytes(corrupt))
-    with pytest.raises(ScaleError, match="131116"):
-        SectorMetadata.from_checksummed_bytes(encoded[:-1])
-
-
-def test_sector_metadata_validation() -> None:
+def test_metadata_validation() -> None:
     with pytest.raises(ValueError, match="history size"):
         SectorMetadata(0, 1, np.zeros(65536), 0)
     with pytest.raises(ValueError, match="s_bucket_sizes"):
@@ -304,57 +298,14 @@ def test_sector_metadata_validation() -> None:
         SectorMetadata(0, 1, np.full(65536, 2), 1)
 
 
-def test_s_bucket_offsets_and_byte_range() -> None:
-    sizes = np.full(65536, 3, dtype=np.uint16)
-    metadata = SectorMetadata(0, 3, sizes, 1)
-    offsets = s_bucket_offsets(sizes)
-    assert offsets[0] == 0 and offsets[10] == 30
-    assert metadata.s_bucket_byte_range(10) == (sector_contents_map_size(3) + 32 * 30, 96)
+def test_contents_map_round_trip() -> None:
+    contents_map = SectorContentsMap.from_sector(reference_sector("p6").sector_bytes(), 6)
+    rebuilt = SectorContentsMap.from_record_bitfields([contents_map.record_encoded_mask(p) for p in range(6)])
+    assert rebuilt.to_bytes() == contents_map.to_bytes()
 
 
-def test_plotted_sector_round_trip() -> None:
-    metadata = SectorMetadata(2, 3, np.full(65536, 1, dtype=np.uint16), 9)
-    plotted = PlottedSector(bytes(range(32)), 2, metadata, (5, 5, 2**40))
-    encoded = plotted.to_scale()
-    assert len(encoded) == 32 + 2 + 131_116 + 1 + 3 * 8
-    assert encoded[34 + 131_116] == 3 << 2
-    decoded = PlottedSector.from_scale(encoded)
-    assert decoded.sector_metadata == metadata and decoded.piece_indexes == (5, 5, 2**40)
-
-
-def test_record_metadata_layout() -> None:
-    piece = bytes(range(256)) * 4096 + bytes([1]) * 48 + bytes([2]) * 48
-    metadata = RecordMetadata.from_piece(piece)
-    assert metadata.to_bytes() == bytes([1]) * 48 + bytes([2]) * 48 + blake3(piece).digest()
-    assert RecordMetadata.from_bytes(metadata.to_bytes()) == metadata
-    assert record_metadata_offset(2, 1) == sector_contents_map_size(2) + 2 * 1_048_576 + 128
-    with pytest.raises(ValueError, match="piece offset"):
-        record_metadata_offset(2, 2)
-    with pytest.raises(SectorError, match="truncated"):
-        read_record_metadata(bytes(100), 2, 1)
-
-
-def test_verify_sector_checksum() -> None:
-    body = bytes(sector_size(1) - 32)
-    sector = body + blake3(body).digest()
-    verify_sector_checksum(sector, 1)
-    with pytest.raises(SectorError, match="checksum"):
-        verify_sector_checksum(b"\x01" + sector[1:], 1)
-    with pytest.raises(SectorError, match="bytes"):
-        verify_sector_checksum(sector[:-1], 1)
-
-
-# ---- plot files (spec 03 section 9)
-
-
-def test_plot_file_layout() -> None:
-    assert plot_sector_offset(3, 1000) == 3 * 1_056_896_064
-    assert plot_file_size(1, 1) % 4096 == 0 and plot_file_size(1, 1) >= sector_size(1)
-    assert metadata_entry_offset(0) == 1_048_576
-    assert metadata_entry_offset(2) == 1_048_576 + 2 * 131_116
-    assert metadata_file_size(10) == ((1_048_576 + 10 * 131_116 + 4095) // 4096) * 4096
-    assert encode_plot_metadata_header(258) == b"\x00\x02\x01"
-    assert decode_plot_metadata_header(b"\x00\x02\x01rest") == 258
+def test_plot_metadata_header_rejects_bad_input() -> None:
+    assert decode_plot_metadata_header(encode_plot_metadata_header(258) + b"rest") == 258
     with pytest.raises(ScaleError, match="version"):
         decode_plot_metadata_header(b"\x01\x00\x00")
     with pytest.raises(ScaleError, match="3 bytes"):
@@ -362,9 +313,51 @@ def test_plot_file_layout() -> None:
 
 
 def test_undecodable_metadata_entry_becomes_dummy() -> None:
+    """Spec 03 §9 (not in the vectors): an undecodable entry becomes an expired dummy."""
     metadata, ok = decode_metadata_entry_or_dummy(bytes(SECTOR_METADATA_CHECKSUMMED_SIZE), 7, 1000)
     assert not ok
     assert metadata.history_size == 1 and metadata.sector_index == 7 and not metadata.s_bucket_sizes.any()
-    good = SectorMetadata(7, 1000, np.zeros(65536), 3)
-    decoded, ok = decode_metadata_entry_or_dummy(good.to_checksummed_bytes(), 7, 1000)
+    good = reference_sector("p4").metadata()
+    decoded, ok = decode_metadata_entry_or_dummy(good.to_checksummed_bytes(), 3, 4)
     assert ok and decoded == good
+
+
+# ============================================================================================
+# Not reached by the reference vectors (spec-derived, listed as uncovered)
+
+
+def _naive_has_chunk(bitfield: np.ndarray, s: int) -> bool:
+    """Spec 03 §6 ``record_has_s_bucket_chunk`` written out literally."""
+    encoded_count = int(bitfield.sum())
+    if bitfield[s]:
+        return True
+    if encoded_count == 32768:
+        return False
+    return s - int(bitfield[:s].sum()) < 32768 - encoded_count
+
+
+def test_records_with_unencoded_chunks_follow_the_spec_rule() -> None:
+    """Every reference record has 32 768 encoded chunks; the unencoded fill (fewer proofs) is
+    checked against the spec's rule only."""
+    rng = np.random.default_rng(3)
+    for density in (0.1, 0.5, 0.6):
+        bitfield = rng.random(65536) < density
+        bitfield[np.flatnonzero(bitfield)[32768:]] = False
+        slots, _ = record_chunk_slots(bitfield)
+        assert (slots >= 0).sum() == 32768
+        for s in rng.integers(0, 65536, 400):
+            assert (slots[s] >= 0) == _naive_has_chunk(bitfield, int(s))
+        encoded_count = int(bitfield.sum())
+        assert np.array_equal(slots[bitfield], np.arange(encoded_count))
+        assert np.array_equal(slots[(slots >= 0) & ~bitfield], np.arange(encoded_count, 32768))
+    fields = [rng.random(65536) < d for d in (0.3, 0.45)]
+    contents_map = SectorContentsMap.from_record_bitfields(fields)
+    for s in (0, 3, 1000, 40000, 65535):
+        expected = [(p, bool(fields[p][s])) for p in range(2) if _naive_has_chunk(fields[p], s)]
+        assert contents_map.s_bucket_records(s) == expected
+
+
+def test_replotting_rule() -> None:
+    """The farmer's replotting schedule (spec 03 §4) is not in the vectors."""
+    assert not should_replot_sector(10, 7)
+    assert should_replot_sector(10, 8) and should_replot_sector(10, 9)

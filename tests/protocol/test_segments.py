@@ -1,10 +1,17 @@
-"""SegmentHeader SCALE / JSON forms and hash (spec 01 section 5)."""
+"""SegmentHeader SCALE / JSON forms and hash (spec 01 section 5) against the reference.
+
+Headers of ``archiver_ref.json``, ``sector_history_ref.json`` (with the anchor headers its
+history rule builds) and ``official_farm/``: SCALE, hash and fields; the exact ``serde_json``
+text of ``json_forms_ref.json`` (both progress forms, ``LastArchivedBlock``,
+``ArchivedBlockProgress``). Malformed input is rejected with the field named.
+"""
 
 from __future__ import annotations
 
 import json
 
 import pytest
+from reference_vectors import farm_path, load_json, xof
 
 from services.protocol.hashes import blake3_hash
 from services.protocol.scale import ScaleError
@@ -24,31 +31,113 @@ def _header(progress: ArchivedBlockProgress, index: int = 5, number: int = 1234)
     return SegmentHeader(index, COMMITMENT, PREV_HASH, LastArchivedBlock(number, progress))
 
 
-def test_scale_layout_complete() -> None:
-    header = _header(ArchivedBlockProgress.complete())
-    # Built by hand from the spec 01 section 5 table.
-    expected = (
-        b"\x00"
-        + (5).to_bytes(8, "little")
-        + COMMITMENT
-        + PREV_HASH
-        + (1234).to_bytes(4, "little")
-        + b"\x00"
+def _text(value: object) -> str:
+    """serde_json's compact text of a JSON value (what the RPC server writes)."""
+    return json.dumps(value, separators=(",", ":"))
+
+
+def _forms(type_name: str) -> list[dict]:
+    return [form for form in load_json("json_forms_ref.json")["forms"] if form["type"] == type_name]
+
+
+def _check_header_fields(header: SegmentHeader, fields: dict) -> None:
+    """A header against the vectors' field form (``scale``, ``hash``, fields)."""
+    assert header.to_scale().hex() == fields["scale"]
+    assert SegmentHeader.from_scale(bytes.fromhex(fields["scale"])) == header
+    assert len(header.to_scale()) == (
+        SEGMENT_HEADER_SIZE_COMPLETE if header.last_archived_block.archived_progress.is_complete else SEGMENT_HEADER_SIZE_PARTIAL
     )
-    encoded = header.to_scale()
-    assert encoded == expected
-    assert len(encoded) == SEGMENT_HEADER_SIZE_COMPLETE == 94
-    assert SegmentHeader.from_scale(encoded) == header
-    assert header.hash() == blake3_hash(expected)
+    assert header.hash().hex() == fields["hash"] == blake3_hash(bytes.fromhex(fields["scale"])).hex()
+    assert header.segment_index == fields["segment_index"]
+    assert header.segment_commitment.hex() == fields["segment_commitment"]
+    assert header.prev_segment_header_hash.hex() == fields["prev_segment_header_hash"]
+    last = fields["last_archived_block"]
+    assert header.last_archived_block.number == last["number"]
+    progress = last["archived_progress"]
+    if progress == "complete":
+        assert header.last_archived_block.archived_progress.is_complete
+    else:
+        assert header.last_archived_block.archived_progress.partial_bytes == progress["partial"]
 
 
-def test_scale_layout_partial() -> None:
-    header = _header(ArchivedBlockProgress.partial(0x01020304))
-    encoded = header.to_scale()
-    assert len(encoded) == SEGMENT_HEADER_SIZE_PARTIAL == 98
-    assert encoded[-5:] == b"\x01\x04\x03\x02\x01"
-    assert SegmentHeader.from_scale(encoded) == header
-    assert header.last_archived_block.archived_progress.partial_bytes == 0x01020304
+def test_segment_header_json_text_and_scale() -> None:
+    """Both progress forms: the exact serde text and the SCALE it comes with."""
+    forms = _forms("SegmentHeader")
+    assert len(forms) == 12
+    assert {"complete" in form["json"] for form in forms} == {True, False}
+    for form in forms:
+        assert form["value"].startswith("SCALE ")
+        header = SegmentHeader.from_scale(bytes.fromhex(form["value"][6:]))
+        assert _text(header.to_json()) == form["json"]
+        assert SegmentHeader.from_json(json.loads(form["json"])) == header
+        assert header.to_scale().hex() == form["value"][6:]
+
+
+def test_last_archived_block_and_progress_json_text() -> None:
+    headers = {
+        SegmentHeader.from_scale(bytes.fromhex(f["value"][6:])).segment_index: SegmentHeader.from_scale(
+            bytes.fromhex(f["value"][6:])
+        )
+        for f in _forms("SegmentHeader")
+        if "partial" in f["json"]
+    }
+    forms = _forms("LastArchivedBlock")
+    assert forms
+    for form in forms:
+        segment_index = int(form["value"].removeprefix("of segment "))
+        last = headers[segment_index].last_archived_block
+        assert _text(last.to_json()) == form["json"]
+        assert LastArchivedBlock.from_json(json.loads(form["json"])) == last
+    values = {"Complete": ArchivedBlockProgress.complete(), "Partial(12345)": ArchivedBlockProgress.partial(12345)}
+    for form in _forms("ArchivedBlockProgress"):
+        progress = values[form["value"]]
+        assert _text(progress.to_json()) == form["json"]
+        assert ArchivedBlockProgress.from_json(json.loads(form["json"])) == progress
+
+
+def test_archiver_vector_headers() -> None:
+    segments = load_json("archiver_ref.json")["segments"]
+    for segment in segments:
+        fields = segment["header"]
+        _check_header_fields(SegmentHeader.from_scale(bytes.fromhex(fields["scale"])), fields)
+    assert segments[1]["header"]["prev_segment_header_hash"] == segments[0]["header"]["hash"]
+
+
+def test_history_vector_headers() -> None:
+    """Each segment of ``sector_history_ref.json`` and the anchor header built by its rule."""
+    history = load_json("sector_history_ref.json")
+    label = history["seed_label"]
+    assert "anchor_header(s) = V0 { segment_index: s-1" in history["history_rule"]
+    for segment in history["segments"]:
+        s = segment["segment_index"]
+        anchor = SegmentHeader(
+            s - 1,
+            xof(f"{label} anchor commitment", s, 48),
+            xof(f"{label} anchor prev hash", s, 32),
+            LastArchivedBlock(10 * s, ArchivedBlockProgress.complete()),
+        )
+        _check_header_fields(anchor, segment["anchor_header"])
+        header = SegmentHeader.from_scale(bytes.fromhex(segment["header"]["scale"]))
+        _check_header_fields(header, segment["header"])
+        assert header.prev_segment_header_hash == anchor.hash()
+        assert _text(header.to_json()) == segment["header_serde_json"]
+        assert SegmentHeader.from_json(json.loads(segment["header_serde_json"])) == header
+
+
+def test_official_farm_segment_headers() -> None:
+    headers = [SegmentHeader.from_json(value) for value in json.loads(farm_path("segment_headers.json").read_text())]
+    lines = farm_path("segment_headers.scale.hex").read_text().split("\n")
+    lines = [line.split() for line in lines if line.strip()]
+    assert len(lines) == len(headers) == 1
+    for (index, scale, hash_hex), header in zip(lines, headers):
+        assert header.segment_index == int(index)
+        assert header.to_scale().hex() == scale and header.hash().hex() == hash_hex
+
+
+def test_json_round_trip_of_big_index() -> None:
+    header = _header(ArchivedBlockProgress.partial(77), index=2**64 - 1)
+    assert SegmentHeader.from_json(json.loads(json.dumps(header.to_json()))) == header
+    assert SegmentHeader.from_scale(header.to_scale()) == header
 
 
 def test_scale_rejects_malformed() -> None:
@@ -63,27 +152,6 @@ def test_scale_rejects_malformed() -> None:
         SegmentHeader.from_scale(encoded + b"\x00")
     with pytest.raises(ScaleError, match="truncated partial archived bytes"):
         SegmentHeader.from_scale(encoded[:-1] + b"\x01\x00\x00")
-
-
-def test_json_shape_complete() -> None:
-    header = _header(ArchivedBlockProgress.complete())
-    assert header.to_json() == {
-        "v0": {
-            "segmentIndex": 5,
-            "segmentCommitment": COMMITMENT.hex(),
-            "prevSegmentHeaderHash": PREV_HASH.hex(),
-            "lastArchivedBlock": {"number": 1234, "archivedProgress": "complete"},
-        }
-    }
-    assert SegmentHeader.from_json(json.loads(json.dumps(header.to_json()))) == header
-
-
-def test_json_shape_partial_and_big_index() -> None:
-    header = _header(ArchivedBlockProgress.partial(77), index=2**64 - 1)
-    value = header.to_json()
-    assert value["v0"]["lastArchivedBlock"]["archivedProgress"] == {"partial": 77}
-    assert value["v0"]["segmentIndex"] == 2**64 - 1
-    assert SegmentHeader.from_json(json.loads(json.dumps(value))) == header
 
 
 def _json_with(**changes: object) -> dict:

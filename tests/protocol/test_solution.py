@@ -1,39 +1,65 @@
-"""Solution SCALE (412 bytes, struct order) and spec-05 JSON forms (spec 04 section 4)."""
+"""Solution SCALE and serde JSON forms (spec 04 section 4) against the reference.
+
+SCALE of every reference Solution (``sector_ref.json``, ``sector_history_ref.json``) and the
+exact ``serde_json`` text of the history-size-64 ones and of ``json_forms_ref.json``; parsing
+accepts what serde accepts (either hex case) and rejects the rest with the field named.
+"""
 
 from __future__ import annotations
 
 import json
 
 import pytest
+from reference_vectors import load_json, reference_sector, solution_from_vector
 
 from services.protocol.scale import ScaleError
 from services.protocol.solution import SOLUTION_SIZE, RewardSignature, Solution
 
 
+def _forms(type_name: str) -> list[dict]:
+    return [form for form in load_json("json_forms_ref.json")["forms"] if form["type"] == type_name]
+
+
+def _reference_solutions() -> list[tuple[dict, str | None]]:
+    """Every reference Solution (field form) with its serde JSON where the vectors give one."""
+    out = []
+    for name in ("p4", "p8", "p6"):
+        for vector in reference_sector(name).vector["solutions"]:
+            out.append((vector["solution"], vector.get("extra", {}).get("serde_json")))
+    return out
+
+
 def _solution() -> Solution:
-    return Solution(
-        public_key=bytes([1]) * 32,
-        reward_address=bytes([2]) * 32,
-        sector_index=0x0304,
-        history_size=0x0506070809,
-        piece_offset=0x0A0B,
-        record_commitment=bytes([0xC1]) * 48,
-        record_witness=bytes([0xC2]) * 48,
-        chunk=bytes(range(32)),
-        chunk_witness=bytes([0xC3]) * 48,
-        proof_of_space=bytes(range(160)),
-    )
+    return solution_from_vector(reference_sector("p6").vector["solutions"][0]["solution"])
 
 
-def test_scale_layout_is_field_order_fixed_size() -> None:
-    encoded = _solution().to_scale()
-    assert SOLUTION_SIZE == 412 and len(encoded) == 412
-    expected = (
-        bytes([1]) * 32 + bytes([2]) * 32 + b"\x04\x03" + (0x0506070809).to_bytes(8, "little") + b"\x0b\x0a"
-        + bytes([0xC1]) * 48 + bytes([0xC2]) * 48 + bytes(range(32)) + bytes([0xC3]) * 48 + bytes(range(160))
-    )  # fmt: skip
-    assert encoded == expected
-    assert Solution.from_scale(encoded) == _solution()
+def test_scale_of_every_reference_solution() -> None:
+    solutions = _reference_solutions()
+    assert len(solutions) == 13
+    for vector, _ in solutions:
+        solution = solution_from_vector(vector)
+        encoded = solution.to_scale()
+        assert encoded.hex() == vector["scale"] and len(encoded) == SOLUTION_SIZE == 412
+        assert Solution.from_scale(encoded) == solution
+
+
+def test_serde_json_text_of_the_reference_solutions() -> None:
+    texts = [(vector, text) for vector, text in _reference_solutions() if text is not None]
+    (form,) = _forms("Solution<PublicKey>")
+    assert form["value"].startswith("SCALE ")
+    texts.append((Solution.from_scale(bytes.fromhex(form["value"][6:])), form["json"]))
+    assert len(texts) == 6
+    for vector, text in texts:
+        solution = vector if isinstance(vector, Solution) else solution_from_vector(vector)
+        assert json.dumps(solution.to_json(), separators=(",", ":")) == text
+        assert Solution.from_json(json.loads(text)) == solution
+
+
+def test_reward_signature_json_text() -> None:
+    (form,) = _forms("RewardSignature")
+    signature = RewardSignature.from_json(json.loads(form["json"]))
+    assert json.dumps(signature.to_json()) == form["json"]
+    assert signature.to_scale() == bytes.fromhex(json.loads(form["json"]))
 
 
 def test_scale_rejects_truncated_trailing_and_zero_history() -> None:
@@ -45,23 +71,6 @@ def test_scale_rejects_truncated_trailing_and_zero_history() -> None:
     zero_history = encoded[:66] + bytes(8) + encoded[74:]
     with pytest.raises(ScaleError, match="history size must be non-zero"):
         Solution.from_scale(zero_history)
-
-
-def test_json_form() -> None:
-    value = _solution().to_json()
-    assert value == {
-        "publicKey": "01" * 32,
-        "rewardAddress": "02" * 32,
-        "sectorIndex": 0x0304,
-        "historySize": 0x0506070809,
-        "pieceOffset": 0x0A0B,
-        "recordCommitment": "c1" * 48,
-        "recordWitness": "c2" * 48,
-        "chunk": list(range(32)),
-        "chunkWitness": "c3" * 48,
-        "proofOfSpace": bytes(range(160)).hex(),
-    }
-    assert Solution.from_json(json.loads(json.dumps(value))) == _solution()
 
 
 def test_json_accepts_uppercase_hex_and_rejects_bad_input() -> None:
