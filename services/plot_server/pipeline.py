@@ -17,6 +17,7 @@ from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Callable
 
+import numpy as np
 import structlog
 
 from services.bus.client import Bus
@@ -24,19 +25,17 @@ from services.bus.errors import BusError
 from services.controller.messages import PiecesRequest
 from services.plot_server.finished import FinishedSectors
 from services.plot_server.messages import STAGE_DOWNLOADING, STAGE_ENCODING, STAGE_WRITING, PlotSectorJob
-from services.protocol.constants import PIECE_SIZE
+from services.protocol.constants import PIECE_SIZE, RECORD_NUM_CHUNKS, RECORD_SIZE, SCALAR_FULL_BYTES
 from services.protocol.erasure import ErasureCoding
 from services.protocol.plotting import (
     CpuRecordEncoder,
+    PlottingAborted,
     PlottingError,
-    RecordMetadata,
-    assemble_sector,
+    SectorBuffer,
     chia_proofs_for_seed,
-    record_array,
 )
-from services.protocol.constants import RECORD_SIZE
-from services.protocol.sector import PlottedSector, SectorMetadata, derive_evaluation_seed, derive_sector_id
-from services.protocol.plotting import sector_piece_indexes
+from services.protocol.sector import PlottedSector
+from services.protocol.sector_writer import SectorWriter
 
 log = structlog.get_logger("plot-server.pipeline")
 
@@ -45,10 +44,6 @@ PIECE_FETCH_ATTEMPTS = 5
 ENCODING_THREAD_SCRATCH = 300 * 1024 * 1024  # measured: K=20 tables of one record (CPU backend)
 
 Progress = Callable[[str, int, int], None]
-
-
-class PlottingAborted(Exception):
-    """The job was cancelled or superseded while plotting."""
 
 
 class PlottingFailed(Exception):
@@ -117,7 +112,7 @@ class SectorPipeline:
 
     def __init__(self, pieces, proofs_for_seed, executor: Executor, threads: int, store: FinishedSectors,  # noqa: ANN001
                  backend: str, *, fetch_attempts: int = PIECE_FETCH_ATTEMPTS, fetch_backoff: float = 15.0,
-                 batch: int = PIECE_BATCH) -> None:
+                 batch: int = PIECE_BATCH, spare_buffers: int = 1) -> None:
         self.pieces = pieces
         self.encoder = CpuRecordEncoder(ErasureCoding(16), proofs_for_seed)
         self.executor = executor
@@ -127,6 +122,8 @@ class SectorPipeline:
         self.fetch_attempts = fetch_attempts
         self.fetch_backoff = fetch_backoff
         self.batch = batch
+        self.spare_buffers = spare_buffers
+        self._spare: list[np.ndarray] = []
 
     @classmethod
     def from_config(cls, config, bus: Bus, store: FinishedSectors, executor: Executor) -> "SectorPipeline":  # noqa: ANN001
@@ -137,7 +134,7 @@ class SectorPipeline:
         if backend == "gpu":  # GPU_CONCURRENCY table sets on the device at once (its memory)
             proofs_for_seed = _limited(proofs_for_seed, config.gpu_concurrency or 1)
         return cls(ControllerPieces(bus), proofs_for_seed, executor, config.record_encoding_concurrency,
-                   store, backend)
+                   store, backend, spare_buffers=config.sectors_in_flight)
 
     async def start(self) -> None:
         pass
@@ -164,6 +161,18 @@ class SectorPipeline:
         raise PlottingFailed(f"{len(missing)} pieces unavailable after {self.fetch_attempts} attempts, "
                              f"e.g. piece {missing[0]}")
 
+    def _records(self, n: int) -> np.ndarray:
+        """A sector's records buffer: a spare one of that size, else a new allocation."""
+        for k, spare in enumerate(self._spare):
+            if spare.shape[0] == n:
+                return self._spare.pop(k)
+        return np.empty((n, RECORD_NUM_CHUNKS, SCALAR_FULL_BYTES), dtype=np.uint8)
+
+    def _give_back(self, records: np.ndarray) -> None:
+        """Keep up to ``spare_buffers`` buffers (their pages stay mapped: no page faults next time)."""
+        self._spare.insert(0, records)
+        del self._spare[self.spare_buffers:]
+
     async def plot(self, job: PlotSectorJob, abort: threading.Event, progress: Progress) -> PlotResult:
         """Plot ``job``'s sector into a finished file; raises PlottingAborted / PlottingFailed."""
         started = time.monotonic()
@@ -171,30 +180,35 @@ class SectorPipeline:
         n = job.pieces_in_sector
         if not 0 < n <= info.max_pieces_in_sector:
             raise PlottingFailed(f"{n} pieces in sector is outside 1..{info.max_pieces_in_sector} (max_pieces_in_sector)")
-        indexes = sector_piece_indexes(job.public_key, job.sector_index, info, n)
-        sector_id = derive_sector_id(job.public_key, job.sector_index, info.history_size)
+        records = self._records(n)
+        try:
+            sector = SectorBuffer(job.public_key, job.sector_index, info, n, records=records)
+            await self._encode(sector, abort, progress)
+            progress(STAGE_WRITING, n, n)
+            plotted, checksum, size = await asyncio.to_thread(self._write, job.job_id, sector)
+        finally:
+            self._give_back(records)
+        return PlotResult(size, checksum, plotted.to_scale(), time.monotonic() - started)
+
+    async def _encode(self, sector: SectorBuffer, abort: threading.Event, progress: Progress) -> None:
+        """Fetch the pieces batch by batch and encode each record into ``sector``."""
+        n = sector.pieces_in_sector
         offsets: dict[int, list[int]] = defaultdict(list)
-        for offset, piece_index in enumerate(indexes):
+        for offset, piece_index in enumerate(sector.piece_indexes):
             offsets[piece_index].append(offset)
         distinct = list(offsets)
         loop = asyncio.get_running_loop()
-        encoded: list = [None] * n
-        metadata: list = [None] * n
         # two batches of piece buffers: one being fetched while the other is encoded
-        ring = [memoryview(bytearray(self.batch * PIECE_SIZE)) for _ in range(2)]
-        free = asyncio.Queue()
-        for buffer in ring:
-            free.put_nowait(buffer)
-        done = 0
-
+        free: asyncio.Queue[memoryview] = asyncio.Queue()
+        for _ in range(2):
+            free.put_nowait(memoryview(bytearray(min(self.batch, len(distinct)) * PIECE_SIZE)))
         failed = threading.Event()  # a record failed: the others of the sector stop too
+        done = 0
 
         def encode(offset: int, piece: memoryview) -> None:
             if abort.is_set() or failed.is_set():
-                raise PlottingAborted()
-            record = record_array(piece[:RECORD_SIZE])
-            encoded[offset] = self.encoder.encode(record, derive_evaluation_seed(sector_id, offset))
-            metadata[offset] = RecordMetadata.from_piece(piece)
+                raise PlottingAborted(f"sector {sector.sector_index}: stopped before record {offset}")
+            sector.encode_record(offset, piece, self.encoder)
 
         async def encode_batch(buffer: memoryview, slots: dict[int, memoryview]) -> None:
             nonlocal done
@@ -231,21 +245,16 @@ class SectorPipeline:
             failed.set()  # no-op once all records are done; stops queued records otherwise
             await asyncio.gather(*encoding, return_exceptions=True)
         if abort.is_set():
-            raise PlottingAborted()
-        progress(STAGE_WRITING, n, n)
-        sector, sizes = await asyncio.to_thread(assemble_sector, encoded, metadata)
-        del encoded
-        sector_metadata = SectorMetadata(job.sector_index, n, sizes, info.history_size)
-        plotted = PlottedSector(sector_id, job.sector_index, sector_metadata, tuple(indexes))
+            raise PlottingAborted(f"sector {sector.sector_index}: aborted")
 
-        def write() -> None:
-            writer = self.store.writer(job.job_id, len(sector))
-            try:
-                writer.write(sector)
-                writer.finish()
-            except BaseException:
-                writer.abort()
-                raise
-
-        await asyncio.to_thread(write)
-        return PlotResult(len(sector), sector[-32:], plotted.to_scale(), time.monotonic() - started)
+    def _write(self, job_id: str, sector: SectorBuffer) -> tuple[PlottedSector, bytes, int]:
+        """Stream the finished layout to ``BASE_PATH/<job_id>.sector`` (thread)."""
+        writer = SectorWriter(sector)
+        file = self.store.writer(job_id, writer.size)
+        try:
+            checksum = writer.write_to(file.write)
+            file.finish()
+        except BaseException:
+            file.abort()
+            raise
+        return writer.plotted_sector, checksum, writer.size

@@ -24,7 +24,6 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-import structlog
 
 from services.bus.client import Bus
 from services.bus.errors import BusError, NoResponders, RemoteError, RequestTimeout
