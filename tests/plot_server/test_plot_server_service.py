@@ -163,8 +163,9 @@ async def wait_until(predicate, timeout: float, what: str) -> None:  # noqa: ANN
 async def test_plot_download_and_ack_after_done(chain, tmp_path):
     nats, _, _ = chain
     server = start_plot_server(nats.url, tmp_path / "base", tmp_path, "ps-one")
-    bus, queue, owner, info = await open_owner(nats.url)
+    bus = None
     try:
+        bus, queue, owner, info = await open_owner(nats.url)
         job = make_job(info, 3)
         await queue.publish(job)
         claim = await expect(owner.claims.get(), server, 120)
@@ -186,15 +187,17 @@ async def test_plot_download_and_ack_after_done(chain, tmp_path):
         server.wait_for("sector delivered", 30)
         await wait_until(lambda: _no_files(tmp_path / "base"), 30, "the finished sector to be deleted")
     finally:
-        await bus.close()
+        if bus is not None:
+            await bus.close()
         assert server.terminate() == 0
 
 
 async def test_backpressure_refusal_and_cancel(chain, tmp_path):
     nats, _, _ = chain
     server = start_plot_server(nats.url, tmp_path / "base", tmp_path, "ps-two", "--max-finished-sectors", "1")
-    bus, queue, owner, info = await open_owner(nats.url)
+    bus = None
     try:
+        bus, queue, owner, info = await open_owner(nats.url)
         first, second, third = make_job(info, 10), make_job(info, 11), make_job(info, 12)
         await queue.publish(first)
         await queue.publish(second)
@@ -224,7 +227,8 @@ async def test_backpressure_refusal_and_cancel(chain, tmp_path):
         await wait_until(lambda: _no_files(tmp_path / "base"), 30, "no sector file left")
         assert server.lines_with("sector job cancelled by its plot-client")
     finally:
-        await bus.close()
+        if bus is not None:
+            await bus.close()
         assert server.terminate() == 0
 
 
@@ -239,8 +243,9 @@ async def _no_files(base: Path) -> bool:
 async def test_sigterm_gives_held_jobs_back_at_once(chain, tmp_path):
     nats, _, _ = chain
     server = start_plot_server(nats.url, tmp_path / "base", tmp_path, "ps-three")
-    bus, queue, owner, info = await open_owner(nats.url)
+    bus = None
     try:
+        bus, queue, owner, info = await open_owner(nats.url)
         job = make_job(info, 20)
         await queue.publish(job)
         claim = await expect(owner.claims.get(), server, 120)
@@ -253,5 +258,6 @@ async def test_sigterm_gives_held_jobs_back_at_once(chain, tmp_path):
         assert again is not None and again.job.job_id == job.job_id and again.attempt == 2
         await again.ack()
     finally:
-        await bus.close()
+        if bus is not None:
+            await bus.close()
         server.terminate()
