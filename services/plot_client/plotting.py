@@ -84,6 +84,7 @@ class FarmPlotting:
         self.journal = JobJournal(farm.directory)
         self.tracker = ExpiryTracker(min_sector_lifetime)
         self.records: dict[int, JobRecord] = {}
+        self.refused = False  # the chain does not allow this farm's sector size (logged once)
 
     def in_flight(self) -> int:
         return sum(1 for r in self.records.values() if r.state != WRITTEN)
@@ -218,6 +219,13 @@ class PlottingComponent:
             await self._forget_old_written(fp)
             room = self.concurrency - fp.in_flight()
             if room <= 0:
+                continue
+            if fp.farm.pieces_in_sector > self.protocol_info.max_pieces_in_sector:
+                if not fp.refused:
+                    fp.refused = True
+                    log.error("farm sectors are larger than the chain allows; not plotting it", farm=fp.farm.farm_id,
+                              pieces_in_sector=fp.farm.pieces_in_sector,
+                              max_pieces_in_sector=self.protocol_info.max_pieces_in_sector)
                 continue
             slots = await asyncio.to_thread(fp.slots)
             await self._fetch_headers(fp.tracker.needed_segments(slots, self.latest_segment_index))
