@@ -1,11 +1,13 @@
 """Real processes for the plotting tests: a dev node (cloned from the session's archived
-template), a controller, and cluster daemons (``python -m services cluster ... <role>``) with
-their output in a log file, waited on by log line, stopped with SIGTERM or killed with SIGKILL.
+template), a controller, and cluster daemons (``python -m services cluster ... <role>``) logging
+JSON lines into a file, waited on by log line or event, stopped with SIGTERM or killed with
+SIGKILL.
 
 Import as ``plot_cluster`` (tests/plot_server is put on sys.path by the tests using it)."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -36,7 +38,8 @@ class RoleProcess:
         self.name = name
         self.log_path = log_path
         self._log = open(log_path, "ab")
-        cmd = [sys.executable, "-m", "services", "cluster", "--nats-server", nats_url, *cluster_args, *role_args]
+        cmd = [sys.executable, "-m", "services", "cluster", "--log-format", "json", "--nats-server", nats_url,
+               *cluster_args, *role_args]
         env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
         self.proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT)
 
@@ -47,6 +50,31 @@ class RoleProcess:
 
     def tail(self, lines: int = 60) -> str:
         return f"--- {self.name} ({self.log_path}) ---\n" + "\n".join(self.text().splitlines()[-lines:])
+
+    def events(self, name: str, **fields: object) -> list[dict]:
+        """The JSON log records whose ``event`` is ``name`` (and whose ``fields`` match)."""
+        found = []
+        for line in self.text().splitlines():
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(record, dict) and record.get("event") == name and all(
+                    record.get(k) == v for k, v in fields.items()):
+                found.append(record)
+        return found
+
+    def wait_for_event(self, name: str, timeout: float, count: int = 1, **fields: object) -> dict:
+        """The ``count``-th ``name`` event (matching ``fields``); fails if the process exits first."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = self.events(name, **fields)
+            if len(found) >= count:
+                return found[count - 1]
+            if self.proc.poll() is not None:
+                raise AssertionError(f"{self.name} exited with {self.proc.returncode} before {name!r}:\n{self.tail()}")
+            time.sleep(0.2)
+        raise AssertionError(f"{self.name}: no {name!r} {fields} (x{count}) within {timeout} s:\n{self.tail()}")
 
     def lines_with(self, needle: str) -> list[str]:
         return [line for line in self.text().splitlines() if needle in line]
