@@ -1,10 +1,14 @@
 """One sector, from its job to a finished file: fetch its pieces, encode its records on the
 encoding threads (or the GPU), write the sector under BASE_PATH.
 
-Why a pipeline: fetching (network), encoding (CPU/GPU) and writing (disk) overlap: pieces are
-fetched in batches while earlier records encode, with a bounded number of pieces held, so the
-memory of a sector in flight is its sector buffer plus a few pieces per encoding thread
-(:func:`memory_per_sector`). Encoding stops between records when the job's abort flag is set.
+Why a pipeline: fetching (network) and encoding (CPU/GPU) overlap: pieces come from the
+``PieceGetter`` (``--priority-cache`` first, then the owner shard over TCP, full caches, the
+controller) in batches into two reused batch buffers, and each record is encoded straight into
+the sector's one preallocated ``SectorBuffer`` (reused from sector to sector) while the next
+batch downloads. The finished layout is streamed to ``BASE_PATH/<job_id>.sector`` in 4 MiB
+windows (``SectorWriter``), never assembled in memory, so a sector in flight holds about
+1.03 GB per 1,000 pieces (:func:`memory_per_sector`) plus the encoding threads' PoS tables.
+Encoding stops between records when the job's abort flag is set.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from pathlib import Path
 from collections import defaultdict
 from concurrent.futures import Executor
 from dataclasses import dataclass
@@ -21,8 +26,9 @@ import numpy as np
 import structlog
 
 from services.bus.client import Bus
-from services.bus.errors import BusError
-from services.controller.messages import PiecesRequest
+from services.cache.getter import PieceGetter
+from services.cache.priority import PriorityCache
+from services.p2p import PeerClient
 from services.plot_server.finished import FinishedSectors
 from services.plot_server.messages import STAGE_DOWNLOADING, STAGE_ENCODING, STAGE_WRITING, PlotSectorJob
 from services.protocol.constants import PIECE_SIZE, RECORD_NUM_CHUNKS, RECORD_SIZE, SCALAR_FULL_BYTES
@@ -41,6 +47,7 @@ log = structlog.get_logger("plot-server.pipeline")
 
 PIECE_BATCH = 32  # pieces fetched per request; two batches of buffers per sector in flight
 PIECE_FETCH_ATTEMPTS = 5
+PRIORITY_CACHE_DIR = "priority-cache"
 ENCODING_THREAD_SCRATCH = 300 * 1024 * 1024  # measured: K=20 tables of one record (CPU backend)
 
 Progress = Callable[[str, int, int], None]
@@ -68,31 +75,12 @@ def memory_per_sector(pieces_in_sector: int, encoding_threads: int) -> int:
 
 
 class PieceResult:
-    """What a piece source returns: ``pieces`` (index -> buffer) and ``missing`` indices."""
+    """What a piece source returns (the shape of ``services.cache.getter.GetResult``):
+    ``pieces`` (index -> buffer) and ``missing`` indices."""
 
     def __init__(self, pieces: dict[int, memoryview], missing: list[int]) -> None:
         self.pieces = pieces
         self.missing = missing
-
-
-class ControllerPieces:
-    """Pieces from the controller's ``subspace.controller.pieces`` stream, copied into the
-    caller's buffers (same interface as ``services.cache.getter.PieceGetter.get_pieces``)."""
-
-    def __init__(self, bus: Bus) -> None:
-        self.bus = bus
-
-    async def get_pieces(self, indices: list[int], into: dict[int, memoryview]) -> PieceResult:
-        got: dict[int, memoryview] = {}
-        try:
-            async for item in self.bus.stream_request(PiecesRequest(piece_indices=list(indices)), timeout=60.0):
-                slot = into.get(item.piece_index)
-                if slot is not None and item.piece_index not in got and len(item.piece) == len(slot):
-                    slot[:] = item.piece
-                    got[item.piece_index] = slot
-        except BusError as exc:
-            log.warning("piece request failed", error=str(exc))
-        return PieceResult(got, [i for i in indices if i not in got])
 
 
 def _limited(proofs_for_seed, at_once: int):  # noqa: ANN001, ANN202
@@ -124,23 +112,41 @@ class SectorPipeline:
         self.batch = batch
         self.spare_buffers = spare_buffers
         self._spare: list[np.ndarray] = []
+        self._config = None
+        self._client: PeerClient | None = None
+        self._priority: PriorityCache | None = None
 
     @classmethod
-    def from_config(cls, config, bus: Bus, store: FinishedSectors, executor: Executor) -> "SectorPipeline":  # noqa: ANN001
+    def from_config(cls, config, store: FinishedSectors, executor: Executor) -> "SectorPipeline":  # noqa: ANN001
+        """The pipeline a plot-server's flags describe (pieces come once :meth:`start` connects)."""
         from services.protocol.pos.api import resolve_backend
 
         backend = resolve_backend(None if config.backend == "auto" else config.backend)
         proofs_for_seed = chia_proofs_for_seed(backend)
         if backend == "gpu":  # GPU_CONCURRENCY table sets on the device at once (its memory)
             proofs_for_seed = _limited(proofs_for_seed, config.gpu_concurrency or 1)
-        return cls(ControllerPieces(bus), proofs_for_seed, executor, config.record_encoding_concurrency,
-                   store, backend, spare_buffers=config.sectors_in_flight)
+        pipeline = cls(None, proofs_for_seed, executor, config.record_encoding_concurrency, store, backend,
+                       spare_buffers=config.sectors_in_flight)
+        pipeline._config = config
+        return pipeline
 
-    async def start(self) -> None:
-        pass
+    async def start(self, bus: Bus) -> None:
+        """Connect the piece getter: ``--priority-cache`` (BASE_PATH/priority-cache) first, then the
+        shards of ``--cache-group``, the full-piece caches and the controller."""
+        config = self._config
+        self._client = PeerClient(config.cluster_secret, name=f"plot-server-{config.instance}")
+        if config.priority_cache:
+            self._priority = await asyncio.to_thread(PriorityCache, Path(config.base_path) / PRIORITY_CACHE_DIR)
+        self.pieces = await PieceGetter.connect(bus, self._client, cache_group=config.cache_group,
+                                                priority=self._priority)
 
     async def stop(self) -> None:
-        pass
+        if self.pieces is not None and hasattr(self.pieces, "close"):
+            await self.pieces.close()
+        if self._client is not None:
+            await self._client.close()
+        if self._priority is not None:
+            await asyncio.to_thread(self._priority.close)
 
     async def _fetch_batch(self, indices: list[int], into: dict[int, memoryview], abort: threading.Event) -> None:
         """Fill ``into`` for ``indices``, retrying what is missing with exponential backoff
