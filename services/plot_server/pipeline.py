@@ -17,7 +17,7 @@ import asyncio
 import threading
 import time
 from pathlib import Path
-from collections import defaultdict
+from collections import Counter, defaultdict
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Callable
@@ -63,6 +63,7 @@ class PlotResult:
     checksum: bytes
     plotted_sector: bytes  # SCALE PlottedSector
     seconds: float
+    piece_sources: dict[str, int]  # pieces per source (priority, tcp://shard, controller, ...)
 
 
 def memory_per_sector(pieces_in_sector: int, encoding_threads: int) -> int:
@@ -148,7 +149,8 @@ class SectorPipeline:
         if self._priority is not None:
             await asyncio.to_thread(self._priority.close)
 
-    async def _fetch_batch(self, indices: list[int], into: dict[int, memoryview], abort: threading.Event) -> None:
+    async def _fetch_batch(self, indices: list[int], into: dict[int, memoryview], abort: threading.Event,
+                           sources: Counter) -> None:
         """Fill ``into`` for ``indices``, retrying what is missing with exponential backoff
         (spec 03 §10: 15 s initial, at most 10 min) up to ``fetch_attempts`` times."""
         missing = list(indices)
@@ -161,6 +163,7 @@ class SectorPipeline:
             if abort.is_set():
                 raise PlottingAborted()
             result = await self.pieces.get_pieces(missing, {i: into[i] for i in missing})
+            sources.update(getattr(result, "sources", {}))
             missing = [i for i in missing if i not in result.pieces]
             if not missing:
                 return
@@ -187,16 +190,17 @@ class SectorPipeline:
         if not 0 < n <= info.max_pieces_in_sector:
             raise PlottingFailed(f"{n} pieces in sector is outside 1..{info.max_pieces_in_sector} (max_pieces_in_sector)")
         records = self._records(n)
+        sources: Counter = Counter()
         try:
             sector = SectorBuffer(job.public_key, job.sector_index, info, n, records=records)
-            await self._encode(sector, abort, progress)
+            await self._encode(sector, abort, progress, sources)
             progress(STAGE_WRITING, n, n)
             plotted, checksum, size = await asyncio.to_thread(self._write, job.job_id, sector)
         finally:
             self._give_back(records)
-        return PlotResult(size, checksum, plotted.to_scale(), time.monotonic() - started)
+        return PlotResult(size, checksum, plotted.to_scale(), time.monotonic() - started, dict(sources))
 
-    async def _encode(self, sector: SectorBuffer, abort: threading.Event, progress: Progress) -> None:
+    async def _encode(self, sector: SectorBuffer, abort: threading.Event, progress: Progress, sources: Counter) -> None:
         """Fetch the pieces batch by batch and encode each record into ``sector``."""
         n = sector.pieces_in_sector
         offsets: dict[int, list[int]] = defaultdict(list)
@@ -240,7 +244,7 @@ class SectorPipeline:
                 part = distinct[start:start + self.batch]
                 buffer = await free.get()
                 slots = {index: buffer[k * PIECE_SIZE:(k + 1) * PIECE_SIZE] for k, index in enumerate(part)}
-                await self._fetch_batch(part, slots, abort)
+                await self._fetch_batch(part, slots, abort, sources)
                 if encoding and encoding[-1].done():
                     encoding[-1].result()  # surface an encoding failure before fetching more
                 encoding.append(asyncio.ensure_future(encode_batch(buffer, slots)))

@@ -274,7 +274,8 @@ class PlotServerService(Daemon):
             await asyncio.gather(progress_task, return_exceptions=True)
             self._room_changed()
         self.stats["plotted"] += 1
-        log.info("sector plotted", seconds=round(result.seconds, 2), peak_rss_mib=peak_rss_bytes() >> 20)
+        log.info("sector plotted", seconds=round(result.seconds, 2), peak_rss_mib=peak_rss_bytes() >> 20,
+                 piece_sources=result.piece_sources)
         held.stage = STAGE_READY
         return SectorJobReady(job_id=job.job_id, server=self.instance, endpoint=self.endpoint,
                               sector_size=result.size, checksum=result.checksum,
