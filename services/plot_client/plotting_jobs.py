@@ -5,8 +5,8 @@ them (accept their results) instead of queueing the same sectors again at a newe
 and throwing the finished work away; and a sector written just before a crash must not be
 written again. Each farm keeps ``plotting_jobs.json`` beside its plot (the reference farmer
 ignores files it does not know), replaced atomically on every change: one entry per sector slot
-with a job in flight (the job as queued, its queue sequence, how often it was re-queued, and
-whether its sector is already written).
+with a job in flight (the job as queued, the ULID of this issue of it, its queue sequence, how
+often it was re-queued, and whether its sector is already written).
 
 States of a job in memory (``JobRecord.state``): ``queued`` (published, no holder yet),
 ``claimed`` (a plot-server holds it), ``downloading`` (its sector is coming in), ``written``
@@ -22,6 +22,7 @@ from pathlib import Path
 
 import msgspec
 
+from services.bus.message import new_ulid
 from services.plot_server.messages import PlotSectorJob
 
 JOURNAL_FILE = "plotting_jobs.json"
@@ -34,6 +35,7 @@ WRITTEN = "written"
 
 class JournalEntry(msgspec.Struct, kw_only=True):
     job: PlotSectorJob
+    issue: str  # this issue's ULID: part of its de-duplication id
     sequence: int = 0
     reissues: int = 0
     written: bool = False
@@ -49,6 +51,7 @@ class JobRecord:
     """A job in flight (see the module docstring for ``state``)."""
 
     job: PlotSectorJob
+    issue: str = field(default_factory=new_ulid)
     sequence: int = 0
     reissues: int = 0
     state: str = QUEUED
@@ -71,11 +74,15 @@ class JobRecord:
         self.last_heard = time.monotonic()
 
     def msg_id(self) -> str:
-        """``Nats-Msg-Id`` of this job's current queue entry (a re-queue gets a new one)."""
-        return self.job.job_id if not self.reissues else f"{self.job.job_id}#{self.reissues}"
+        """``Nats-Msg-Id`` of this job's current queue entry: the job id and this issue (a restart
+        re-publishing it is a duplicate; the same slot and history size planned again later, after
+        a crash mid-write or a failed proof, is a new issue), and a new one when re-queued."""
+        suffix = f".{self.reissues}" if self.reissues else ""
+        return f"{self.job.job_id}#{self.issue}{suffix}"
 
     def entry(self) -> JournalEntry:
-        return JournalEntry(job=self.job, sequence=self.sequence, reissues=self.reissues, written=self.state == WRITTEN)
+        return JournalEntry(job=self.job, issue=self.issue, sequence=self.sequence, reissues=self.reissues,
+                            written=self.state == WRITTEN)
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
@@ -115,8 +122,8 @@ class JobJournal:
         except (msgspec.DecodeError, msgspec.ValidationError):
             os.replace(self.path, self.path.with_name(self.path.name + ".corrupt"))
             return []
-        return [JobRecord(job=e.job, sequence=e.sequence, reissues=e.reissues, state=WRITTEN if e.written else QUEUED)
-                for e in journal.jobs]
+        return [JobRecord(job=e.job, issue=e.issue, sequence=e.sequence, reissues=e.reissues,
+                          state=WRITTEN if e.written else QUEUED) for e in journal.jobs]
 
     def save(self, records: list[JobRecord]) -> None:
         entries = sorted((r.entry() for r in records), key=lambda e: e.job.sector_index)

@@ -8,7 +8,8 @@ Flow (docs/ARCHITECTURE.md "Sector jobs"):
 1. the plot-client queues a :class:`PlotSectorJob` on the JetStream work queue
    ``plot-sector`` (``services.bus.jobs``; stream ``autonomys-jobs-plot-sector``, consumer
    ``plot-sector-workers``), ``job_id`` = :func:`sector_job_id` (farm, sector index, history
-   size) as its ``Nats-Msg-Id``;
+   size); its ``Nats-Msg-Id`` is the job id and the plot-client's journalled issue id, so a
+   restarted plot-client re-publishing it adds no copy;
 2. a plot-server with room pulls it and asks the job's plot-client :class:`SectorJobClaim`:
    the plot-client accepts one holder per job (a newer claim after a redelivery supersedes the
    older holder, which is told :class:`SectorJobCancel`) and refuses jobs it no longer wants

@@ -19,14 +19,17 @@ def test_round_trip(tmp_path):
     journal = JobJournal(tmp_path)
     assert journal.load() == []
     records = [JobRecord(job=job(5), sequence=12, state=CLAIMED, holder="ps-1"),
-               JobRecord(job=job(2), sequence=9, reissues=2, state=WRITTEN)]
+               JobRecord(job=job(2), issue="01J0ISSUE00000000000000000", sequence=9, reissues=2, state=WRITTEN)]
     journal.save(records)
     loaded = journal.load()
     assert [(r.sector_index, r.sequence, r.reissues, r.state, r.holder) for r in loaded] == [
         (2, 9, 2, WRITTEN, None), (5, 12, 0, QUEUED, None)]  # holders are not kept: re-learnt
     assert loaded[1].job == records[0].job and loaded[1].history_size == 7
     assert loaded[1].job.job_id == sector_job_id(FARM, 5, 7) == f"{FARM}-5-7"
-    assert loaded[0].msg_id() == f"{FARM}-2-7#2" and loaded[1].msg_id() == f"{FARM}-5-7"
+    assert loaded[0].msg_id() == f"{FARM}-2-7#01J0ISSUE00000000000000000.2"
+    assert loaded[1].msg_id() == f"{FARM}-5-7#{records[0].issue}" == records[0].msg_id()
+    # the same slot and history size planned again is a new issue: a new de-duplication id
+    assert JobRecord(job=job(5)).msg_id() != records[0].msg_id()
     journal.save([])
     assert journal.load() == [] and not (tmp_path / "plotting_jobs.json.tmp").exists()
 
