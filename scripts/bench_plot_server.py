@@ -28,6 +28,7 @@ import asyncio
 import json
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -121,22 +122,86 @@ def report_pipeline(result: dict) -> None:
           f"per encoding thread")
 
 
+def run_cluster_benchmark(sectors: int, threads: int) -> None:
+    """Part 2: the whole cluster plots a ``sectors``-sector farm while the plot-client farms it;
+    then the same farm is farmed as long again without plotting, for the skipped-slot baseline."""
+    sys.path.insert(0, str(REPO / "tests" / "plot_server"))
+    import plot_cluster as pc
+    from services.bus.server import NatsServer
+
+    base = Path(tempfile.mkdtemp(prefix="bench-plot-cluster-"))
+    template = pc.archived_template(base, *pc.TEMPLATE_FLAGS)  # $AUTONOMYS_TEST_DEV_NODE_TEMPLATE keeps it
+    nats = NatsServer().start()
+    node = pc.start_dev_node(template, base / "node", "--block-authoring-delay", "30",
+                             "--solution-range", str(2**64 // 64))  # a few winners, not every slot
+    processes: list = [node]
+    alice = "5GrwvaEF5zXb26Fz9rcQpDWS57CtERHpNehXCPcNoHGKutQY"
+
+    def client(name: str) -> "pc.RoleProcess":
+        return pc.RoleProcess(name, nats.url, ["plot-client", "--reward-address", alice, "--kzg-params", "dev",
+                                               "--instance", "pc-bench", "--plotting-concurrency", "2",
+                                               f"path={base / 'farm'},sectors={sectors}"], base / f"{name}.log")
+
+    try:
+        processes.append(pc.start_controller(nats.url, node.wait_ready(), base))
+        shard = pc.RoleProcess("shard", nats.url, ["sharded-cache", f"path={base / 'shard'},size=512MiB",
+                                                   "--instance", "shard-bench", "--listen-on",
+                                                   f"127.0.0.1:{pc.free_port()}", "--kzg-params", "dev"],
+                               base / "shard.log")
+        processes.append(shard)
+        shard.wait_for("sharded-cache started", 300)
+        server = pc.start_plot_server(nats.url, base / "plot-server", base, "ps-bench", "--priority-cache",
+                                      "--record-encoding-concurrency", str(threads))
+        processes.append(server)
+        plotting = client("pc-plotting")
+        started = time.monotonic()
+        plotting.wait_for_event("sector written", 3600, count=sectors)
+        plotting_s = time.monotonic() - started
+        assert plotting.terminate() == 0
+        idle = client("pc-idle")
+        idle.wait_for_event("plot-client started", 300)
+        time.sleep(plotting_s)  # farm as long again, nothing to plot
+        assert idle.terminate() == 0
+    finally:
+        for process in reversed(processes):
+            if isinstance(process, pc.RoleProcess):
+                process.terminate()
+        node.terminate()
+        nats.stop()
+    plotted = server.events("sector plotted")
+    written = plotting.events("sector written")
+    busy = sum(e["skipped_slots"] for e in plotting.events("farming stats"))
+    busy_audits = sum(e["audits"] for e in plotting.events("farming stats"))
+    calm = sum(e["skipped_slots"] for e in idle.events("farming stats"))
+    calm_audits = sum(e["audits"] for e in idle.events("farming stats"))
+    per_sector = sum(e["seconds"] for e in plotted) / len(plotted)
+    print(f"cluster (nats, dev node, controller, sharded cache, plot-server x{threads} threads, plot-client), "
+          f"{sectors} one-piece sectors:")
+    print(f"  {plotting_s:.1f} s until all were written; plot-server {per_sector:.2f} s per sector; download + write "
+          f"{sum(e['download_s'] for e in written) / len(written):.2f} s per sector")
+    print(f"  plot-server peak RSS {max(e['peak_rss_mib'] for e in plotted)} MiB; piece sources "
+          f"{sorted({k for e in plotted for k in e['piece_sources']})}")
+    print(f"  farming while plotting: {busy} skipped slots in {busy_audits} audits; "
+          f"farming without plotting: {calm} skipped in {calm_audits} audits")
+    shutil.rmtree(base, ignore_errors=True)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--pieces", type=int, default=6)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--cluster-sectors", type=int, default=0, help="also run the cluster part with K sectors")
+    parser.add_argument("--cluster-only", action="store_true", help="skip part 1")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         print(json.dumps(child(args.pieces, args.threads)))
         return 0
     print(f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores (others' work makes timings noisy)")
-    report_pipeline(run_child(args.pieces, args.threads))
+    if not args.cluster_only:
+        report_pipeline(run_child(args.pieces, args.threads))
     if args.cluster_sectors:
-        from bench_plot_cluster import run_cluster_benchmark
-
-        run_cluster_benchmark(args.cluster_sectors)
+        run_cluster_benchmark(args.cluster_sectors, args.threads)
     return 0
 
 
