@@ -16,6 +16,7 @@ Blocking file I/O: call from a thread.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import threading
 from pathlib import Path
@@ -24,6 +25,7 @@ from services.bus.message import check_token
 
 PARTIAL_SUFFIX = ".partial"
 FINISHED_SUFFIX = ".sector"
+LOCK_FILE = ".plot-server.lock"
 
 
 class FinishedSectorError(Exception):
@@ -73,6 +75,23 @@ class FinishedSectors:
         self.base = Path(base)
         self._sizes: dict[str, int] = {}
         self._lock = threading.Lock()
+        self._lock_fd = -1
+
+    def lock(self) -> None:
+        """Take BASE_PATH for this process (an exclusive ``flock``): two plot-servers on one
+        BASE_PATH would delete each other's sectors. Raises FinishedSectorError when taken."""
+        fd = os.open(self.base / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise FinishedSectorError(f"BASE_PATH {self.base} is in use by another plot-server") from None
+        self._lock_fd = fd
+
+    def unlock(self) -> None:
+        if self._lock_fd >= 0:
+            os.close(self._lock_fd)
+            self._lock_fd = -1
 
     def clear(self) -> list[str]:
         """Remove what a previous run left (returns the file names removed)."""

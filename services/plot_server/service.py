@@ -29,7 +29,7 @@ from services.bus.client import Bus
 from services.bus.errors import BusError, NoResponders, RemoteError, RequestTimeout
 from services.bus.jobs import ClaimedJob, WorkQueue, Worker
 from services.bus.membership import Member, Membership, Registration
-from services.daemon import Daemon
+from services.daemon import Daemon, DaemonError
 from services.plot_server.config import PlotServerConfig
 from services.p2p import BulkItem, Missing, PeerServer
 from services.plot_server.finished import FinishedSectorError, FinishedSectors
@@ -110,6 +110,10 @@ class PlotServerService(Daemon):
 
     async def start(self) -> None:
         cfg = self.config
+        try:
+            self.store.lock()
+        except (FinishedSectorError, OSError) as exc:
+            raise DaemonError(str(exc)) from None
         removed = await asyncio.to_thread(self.store.clear)
         if removed:
             self.log.warning("removed sectors a previous run left unfinished (their jobs are redelivered)",
@@ -179,6 +183,7 @@ class PlotServerService(Daemon):
             await self.bus.close()
         if self.executor is not None:
             self.executor.shutdown(wait=True, cancel_futures=True)
+        self.store.unlock()
 
     # ---- room (backpressure)
 
@@ -263,9 +268,9 @@ class PlotServerService(Daemon):
             log.info("sector job stopped", reason=held.abort_reason)
             await claimed.drop(f"stopped: {held.abort_reason}")
             return None
-        except PlottingFailed as exc:
+        except (PlottingFailed, OSError) as exc:  # OSError: BASE_PATH full or failing
             self.stats["failed"] += 1
-            log.warning("plotting failed", error=str(exc))
+            log.warning("plotting failed", error=str(exc) or type(exc).__name__)
             await claimed.retry(f"plotting failed: {exc}", delay=FAILED_RETRY_DELAY_S)
             return None
         finally:

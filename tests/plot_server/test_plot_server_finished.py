@@ -51,3 +51,13 @@ def test_clear_removes_leftovers_only(tmp_path):
     store = FinishedSectors(tmp_path)
     assert sorted(store.clear()) == ["a-1-2.partial", "a-1-3.sector"]
     assert [p.name for p in tmp_path.iterdir()] == ["unrelated.txt"]
+
+
+def test_one_plot_server_per_base_path(tmp_path):
+    first, second = FinishedSectors(tmp_path), FinishedSectors(tmp_path)
+    first.lock()
+    with pytest.raises(FinishedSectorError, match="in use by another plot-server"):
+        second.lock()
+    first.unlock()
+    second.lock()
+    second.unlock()
