@@ -224,6 +224,8 @@ class Worker(Generic[J]):
             msgs = await self._sub.fetch(1, timeout=timeout)
         except (nats.errors.TimeoutError, asyncio.TimeoutError):
             return None
+        except nats.errors.Error as exc:  # disconnected, reconnecting, consumer deleted...
+            raise BusError(f"cannot pull from {self.queue.stream}: {exc or type(exc).__name__}") from None
         msg = msgs[0]
         try:
             job = decode(msg.data, self.queue.job_type)
