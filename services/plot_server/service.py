@@ -148,8 +148,13 @@ class PlotServerService(Daemon):
             try:
                 claimed = await self.worker.next(timeout=PULL_TIMEOUT_S)
             except BusError as exc:
-                self.log.warning("cannot pull sector jobs", error=str(exc))
+                self.log.warning("cannot pull sector jobs; opening the queue again", error=str(exc))
                 await asyncio.sleep(1)
+                try:  # the stream or consumer may have been deleted / recreated meanwhile
+                    self.queue = await WorkQueue.open(self.bus, PlotSectorJob, SECTOR_JOB_QUEUE)
+                    self.worker = await self.queue.worker()
+                except Exception as reopen:  # noqa: BLE001 - still disconnected: try again later
+                    self.log.debug("queue not reachable yet", error=str(reopen))
                 continue
             if claimed is None:
                 continue
