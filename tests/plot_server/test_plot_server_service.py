@@ -208,12 +208,12 @@ async def test_backpressure_refusal_and_cancel(chain, tmp_path):
             await expect(owner.readies.get(), server, 60)
             assert await queue.depth() == (1, 1)
             assert owner.claims.qsize() == 1  # only the first job's claim so far
-        # the plot-client takes the first sector now
+        # the plot-client takes the first sector now; room again: the second job is pulled, and
+        # the test refuses it, so it is dropped
+        owner.refuse.add(second.job_id)
         await download(ready)
         await bus.request(SectorJobDone(job_id=first.job_id, outcome=DONE_WRITTEN), "ps-two", timeout=10)
-        await owner.claims.get()
-        # room again: the second job is pulled; the test refuses it, so it is dropped
-        owner.refuse.add(second.job_id)
+        assert (await owner.claims.get()).job_id == first.job_id
         refused = await expect(owner.claims.get(), server, 60)
         assert refused.job_id == second.job_id
         await wait_until(lambda: _depth_is(queue, (0, 0)), 30, "the refused job to be dropped")
