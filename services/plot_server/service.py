@@ -120,7 +120,10 @@ class PlotServerService(Daemon):
                              files=len(removed))
         self.bus = await Bus.connect(list(cfg.nats_servers), name=f"{ROLE}-{self.instance}")
         self.executor = ThreadPoolExecutor(cfg.record_encoding_concurrency, thread_name_prefix="encode")
-        self.pipeline = SectorPipeline.from_config(cfg, self.store, self.executor)
+        try:
+            self.pipeline = SectorPipeline.from_config(cfg, self.store, self.executor)
+        except (RuntimeError, ValueError) as exc:  # e.g. --backend gpu without a usable device
+            raise DaemonError(f"plot-server backend: {exc}") from None
         await self.pipeline.start(self.bus)
         self.server = PeerServer(cfg.cluster_secret, name=f"{ROLE}-{self.instance}")
         self.server.route(FetchSectorRange, self._serve_range)
