@@ -85,6 +85,7 @@ class FarmPlotting:
         self.tracker = ExpiryTracker(min_sector_lifetime)
         self.records: dict[int, JobRecord] = {}
         self.refused = False  # the chain does not allow this farm's sector size (logged once)
+        self._sector_ids: dict[int, tuple[int, bytes]] = {}  # index -> (history size, sector id)
 
     def in_flight(self) -> int:
         return sum(1 for r in self.records.values() if r.state != WRITTEN)
@@ -98,7 +99,10 @@ class FarmPlotting:
             kind = _SLOT_KIND[SectorState(state)]
             if kind is SlotKind.PLOTTED:
                 history_size = int(history_sizes[index])
-                slots.append(Slot(index, kind, history_size, farm.sector_id(index, history_size)))
+                cached = self._sector_ids.get(index)
+                if cached is None or cached[0] != history_size:
+                    cached = self._sector_ids[index] = (history_size, farm.sector_id(index, history_size))
+                slots.append(Slot(index, kind, history_size, cached[1]))
             else:
                 slots.append(Slot(index, kind))
         return slots
