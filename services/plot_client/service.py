@@ -19,15 +19,11 @@ Components, each a task of this daemon:
   official farmer words it, ``Successfully signed reward hash 0x...``.
 * **membership**: the record is refreshed every 30 s with the current sector counts.
 
-The seam for plotting (the next component, not part of this module yet): a plotting component
-is one more task started in :meth:`PlotClientService.run` beside farming and reward signing. It
-gets ``self.farms`` (each a ``FarmContext``: the open :class:`~services.farm.Farm` and its
-stats), ``self.bus``, ``self.app_info`` (protocol info for new sectors) and ``self.config``
-(``plotting_concurrency``, ``cache_group``). It picks sectors from ``Farm.missing_sectors()`` /
-``Farm.sectors_to_replot()`` (and expiring ones, from the archived segment headers it
-subscribes to), has them plotted, and writes each through ``Farm.begin_sector_write(i)`` /
-``FarmSectorWriter.commit(metadata)`` from a thread. Farming needs no notification: a committed
-sector is audited from the next slot on, and the membership refresh picks up the new counts.
+* **plotting** (:mod:`.plotting`): keeps every farm's sector slots plotted by the cluster's
+  plot-servers (missing, half-written and expiring sectors, ``--plotting-concurrency`` per farm)
+  and writes the downloaded sectors through ``Farm.begin_sector_write(i)``; farming needs no
+  notification: a committed sector is audited from the next slot on, and the membership refresh
+  picks up the new counts.
 """
 
 from __future__ import annotations
@@ -54,6 +50,7 @@ from services.node.rpc_types import FarmerAppInfo, RewardSignatureResponse, Solu
 from services.plot_client.config import PlotClientConfig
 from services.plot_client.farming import FarmFarming
 from services.plot_client.proof_servers import ProofServers
+from services.plot_client.plotting import PlottingComponent
 from services.plot_client.proving import FarmContext, LocalProver, ProvingScheduler, SlotContext
 from services.plot_client.stats import FarmingStats
 from services.protocol.solution import Solution
@@ -94,6 +91,7 @@ class PlotClientService(Daemon):
         self._local: LocalProver | None = None
         self._scheduler: ProvingScheduler | None = None
         self._registration = None
+        self._plotting: PlottingComponent | None = None
         self._last_slot = -1
         self.skipped_stale_slots = 0
 
@@ -115,6 +113,10 @@ class PlotClientService(Daemon):
                                            workers=cfg.proving_threads + PROOF_SERVER_REQUESTS_IN_FLIGHT,
                                            remote=ProofServers(self.bus))
         self._farming = [FarmFarming(ctx, self._reading_pool, self._scheduler) for ctx in self.farms]
+        self._plotting = PlottingComponent(self.bus, [c.farm for c in self.farms], info.protocol_info,
+                                           instance=cfg.instance, plotting_concurrency=cfg.plotting_concurrency,
+                                           cluster_secret=cfg.cluster_secret)
+        await self._plotting.start()
         self._slot_sub = await self.bus.subscribe(SlotInfoBroadcast)
         self._reward_sub = await self.bus.subscribe(RewardSigningBroadcast)
         membership = await Membership.open(self.bus)
@@ -179,10 +181,14 @@ class PlotClientService(Daemon):
         self.spawn(self._follow_slots(), fatal=True)
         self.spawn(self._sign_rewards(), fatal=True)
         self.spawn(self._refresh_membership(), fatal=True)
+        if self._plotting is not None:
+            self.spawn(self._plotting.run(), fatal=True)
         await self.stop_event.wait()
 
     async def stop(self) -> None:
         await self.cancel_tasks()
+        if self._plotting is not None:
+            await self._plotting.stop()
         for farming in self._farming:
             await farming.stop()
         if self._registration is not None:

@@ -34,7 +34,9 @@ DEFAULT_LISTEN_PORT = 9966
 
 class PlotServerConfig(RoleConfig, frozen=True, kw_only=True):
     """``priority_cache``: fetch pieces from the caches before anything else (manual flag).
-    ``cuda_visible_devices`` / ``gpu_concurrency`` mirror the environment for the GPU backend."""
+    ``cuda_visible_devices`` / ``gpu_concurrency`` mirror the environment for the GPU backend.
+    ``sectors_in_flight``: sectors plotted at once; ``max_finished_sectors``: finished sectors
+    waiting under BASE_PATH for their plot-client (plotting pauses at this many: backpressure)."""
 
     role: str = ROLE
     instance: str = msgspec.field(default_factory=lambda: default_instance(ROLE))
@@ -48,6 +50,8 @@ class PlotServerConfig(RoleConfig, frozen=True, kw_only=True):
     backend: str = "auto"
     cuda_visible_devices: str | None = None
     gpu_concurrency: int | None = None
+    sectors_in_flight: int = 1
+    max_finished_sectors: int = 2
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -63,6 +67,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cache-group", default=None, metavar="NAME",
                         help="cache group to take pieces from (default: any)")
     parser.add_argument("--backend", default="auto", metavar="auto|cpu|gpu", help="encoding backend (default auto)")
+    parser.add_argument("--sectors-in-flight", default="1", metavar="N",
+                        help="sectors plotted at once (default 1; each holds its sector buffer in RAM)")
+    parser.add_argument("--max-finished-sectors", default="2", metavar="N",
+                        help="finished sectors kept under BASE_PATH for download before pulling more jobs (default 2)")
     parser.add_argument("--instance", metavar="NAME", help=f"instance name (default HOSTNAME-{ROLE}-PORT)")
 
 
@@ -90,4 +98,6 @@ def from_args(args: argparse.Namespace, common: CommonArgs, dry_run: bool) -> Pl
         backend=parse_backend(args.backend),
         cuda_visible_devices=cuda,
         gpu_concurrency=gpu_concurrency,
+        sectors_in_flight=parse_int(args.sectors_in_flight, "--sectors-in-flight", minimum=1, maximum=64),
+        max_finished_sectors=parse_int(args.max_finished_sectors, "--max-finished-sectors", minimum=1, maximum=1024),
     )
