@@ -1,0 +1,214 @@
+"""Compile the numba kernels of the farming path into numba's on-disk cache, in parallel.
+
+Why: on a cold cache (a fresh machine, a new numba or source version) the first K=20 table
+build compiles for about a minute, most of it one function (the BLAKE3-based ``fn_batch``). A
+cluster started cold would have the plot-server, the proof-server and the plot-client each
+compile the same kernels at once, on the same cores, on the critical path to the first block.
+``python -m services.jit_warmup`` runs the code paths of plotting, auditing, reading, proving
+and PoS verification once on throwaway inputs (nothing it computes is used or kept), split into
+independent parts compiled in separate processes (numba compiles on one thread), so the
+kernels land in the cache once and every role that starts afterwards only loads them. The
+quickstart runs it beside the dev node's archiving and starts the PoS roles when it is done.
+
+Parts (each runnable alone with ``--part NAME``):
+
+* ``pos-fn``: the table-building ``fn_batch`` kernel (the long one);
+* ``pos-verify``: proof verification (the dev node's and the GPU self-test's; its own BLAKE3);
+* ``pos-build``: the other table-building kernels (ChaCha8 f1, bucketing, matching, gathers);
+* ``pos-proofs`` (after the others): K=17 tables (the kernels take K at run time, so they are
+  the K=20 kernels), first proofs of every s-bucket, proof search, one valid proof verified;
+* ``sector``: plotting a 2-piece sector with the dev KZG setup and the shim PoS (erasure
+  extension, chunk selection, sector writer), auditing it, reading a record back and proving
+  it (erasure recovery, NTTs, KZG witness).
+
+Where the cache lives is numba's rule: ``NUMBA_CACHE_DIR`` when set, else ``__pycache__``
+beside the sources. Exit status 0 when every part ran; 1 with one ``error:`` line naming the
+part that failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _warm_pos_fn() -> None:
+    import numpy as np
+
+    from services.protocol.pos.fn import fn_batch
+
+    # the dtypes the table builder passes (services.protocol.pos.cpu_backend): y uint32, metadata
+    # halves uint64, match indices uint32; one match of two zero entries
+    y = np.zeros(2, dtype=np.uint32)
+    meta = np.zeros(2, dtype=np.uint64)
+    left = np.zeros(1, dtype=np.uint32)
+    right = np.ones(1, dtype=np.uint32)
+    for table in (2, 7):
+        fn_batch(17, table, y, meta, meta.copy(), left, right, 1)
+
+
+def _warm_pos_build() -> None:
+    import numpy as np
+
+    from services.protocol.pos import cpu_backend
+    from services.protocol.pos.chacha8 import f1_all
+    from services.protocol.pos.matching import TARGET_COL, TARGET_ROW, bucketize, find_matches
+    from services.protocol.pos.params import num_buckets
+
+    # the table builder's steps but fn_batch (part pos-fn), at K=17, same argument types
+    k = 17
+    n_buckets = num_buckets(k)
+    ys = f1_all(np.frombuffer(bytes(range(32)), dtype=np.uint8), k)
+    order, y, bucket_start = bucketize(ys, n_buckets)
+    left, right, n = find_matches(y, bucket_start, n_buckets, TARGET_ROW, TARGET_COL)
+    values = np.zeros(order.shape[0], dtype=np.uint64)
+    cpu_backend._gather_u64(values, order)
+    children = np.empty(2 * order.shape[0], dtype=np.uint32)
+    cpu_backend._gather_children(left, right, order[: min(n, order.shape[0])], children, np.int64(0))
+
+
+def _warm_pos_verify() -> None:
+    from services.protocol import pos
+    from services.protocol.pos.params import proof_size
+
+    # an all-zero proof is invalid, but the call compiles the whole verification kernel
+    pos.verify(bytes(range(32)), 0, bytes(proof_size(17)), k=17)
+
+
+def _warm_pos_proofs() -> None:
+    from services.protocol import pos
+
+    seed = bytes(range(32))
+    tables = pos.create_tables(seed, k=17, backend="cpu")
+    tables.find_proofs_for_all_s_buckets()
+    for challenge_index in range(64):
+        proofs = tables.find_proofs(challenge_index)
+        if proofs:
+            if not pos.verify(seed, challenge_index, proofs[0], k=17):
+                raise RuntimeError("a K=17 proof found by the tables does not verify")
+            return
+    raise RuntimeError("no K=17 proof among 64 challenges")
+
+
+def _warm_sector() -> None:
+    import numpy as np
+
+    from services.protocol.auditing import audit_sectors, sector_audit_location
+    from services.protocol.erasure import ErasureCoding
+    from services.protocol.hashes import blake3_254_hash_to_scalar
+    from services.protocol.kzg import Kzg
+    from services.protocol.plotting import CpuRecordEncoder, plot_sector, sector_piece_indexes
+    from services.protocol.proving import prove_record
+    from services.protocol.reading import read_record_data
+    from services.protocol.s_bucket_proofs import shim_proofs_for_seed
+    from services.protocol.sector import FarmerProtocolInfo, SectorContentsMap, derive_sector_id
+
+    rng = np.random.default_rng(1)
+    kzg, erasure = Kzg.dev(), ErasureCoding(16)
+    public_key = bytes(rng.integers(0, 256, 32, dtype=np.uint8))
+    info = FarmerProtocolInfo(1, 2, 5, (1, 10), 4)
+    indexes = sector_piece_indexes(public_key, 0, info, 2)
+    records = {}
+    for index in set(indexes):
+        record = rng.integers(0, 256, (32768, 32), dtype=np.uint8)
+        record[:, 0] = 0
+        records[index] = record
+    commitments = {i: kzg.commit(kzg.poly(r)) for i, r in records.items()}
+    scalars = [blake3_254_hash_to_scalar(commitments[j]) if j in commitments else bytes(32) for j in range(256)]
+    segment = kzg.poly(scalars)
+    pieces = {i: records[i].tobytes() + commitments[i] + kzg.create_witness(segment, 256, i) for i in records}
+    result = plot_sector(public_key, 0, info, 2, pieces, CpuRecordEncoder(erasure, shim_proofs_for_seed))
+    metadata = result.metadata
+    sector_id = derive_sector_id(public_key, 0, info.history_size)
+    challenge = bytes(32)
+    _, offset, size = sector_audit_location(sector_id, challenge, metadata)
+    audit_sectors([(0, sector_id, result.sector[offset: offset + size])], challenge, (1 << 64) - 1)
+    contents_map = SectorContentsMap.from_sector(result.sector, 2)
+    record = read_record_data(result.sector, metadata, 0, contents_map)
+    s_bucket = int(np.flatnonzero(record.encoded_mask())[0])
+    solution = prove_record(record, public_key, public_key, 0, info.history_size, s_bucket, kzg, erasure,
+                            shim_proofs_for_seed)
+    if not kzg.verify(solution.record_commitment, 65536, s_bucket, solution.chunk, solution.chunk_witness):
+        raise RuntimeError("the warm-up solution's chunk witness does not verify")
+
+
+WARMERS: dict[str, Callable[[], None]] = {
+    "pos-fn": _warm_pos_fn, "sector": _warm_sector, "pos-verify": _warm_pos_verify, "pos-build": _warm_pos_build,
+    "pos-proofs": _warm_pos_proofs,
+}
+# parts of one stage compile different kernels and run at once; a later stage needs the kernels
+# of the earlier ones in the cache (the whole table build, then the proof search on its tables)
+STAGES: tuple[tuple[str, ...], ...] = (("pos-fn", "sector", "pos-verify", "pos-build"), ("pos-proofs",))
+
+
+def _emit(event: str, **fields: object) -> None:
+    """One JSON line on stdout (the quickstart follows these in the program's log)."""
+    print(json.dumps({"event": event, "component": "jit-warmup", **fields}), flush=True)
+
+
+def run_part(name: str) -> float:
+    started = time.monotonic()
+    WARMERS[name]()
+    return time.monotonic() - started
+
+
+def run_stages(stages: tuple[tuple[str, ...], ...], jobs: int) -> int:
+    """Stage after stage; each part of a stage in its own process, ``jobs`` at a time (in the
+    order given: longest first); 0 when all ran. A part's output is passed through when it ends."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
+
+    def one(name: str) -> tuple[str, int]:
+        proc = subprocess.run([sys.executable, "-m", "services.jit_warmup", "--part", name], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        sys.stdout.write(proc.stdout)
+        sys.stdout.flush()
+        return name, proc.returncode
+
+    started = time.monotonic()
+    for parts in stages:
+        with ThreadPoolExecutor(max(1, jobs)) as pool:
+            results = list(pool.map(one, parts))
+        failed = [name for name, code in results if code != 0]
+        if failed:
+            print(f"error: jit warm-up part(s) {', '.join(failed)} failed (output above)", file=sys.stderr,
+                  flush=True)
+            return 1
+    seconds = round(time.monotonic() - started, 1)
+    _emit("jit warm-up done", seconds=seconds, jobs=jobs,
+          cache_dir=os.environ.get("NUMBA_CACHE_DIR") or "__pycache__ beside the sources")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m services.jit_warmup", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--part", choices=tuple(WARMERS), help="run this part in this process only")
+    parser.add_argument("--jobs", type=int, default=None, help="parts compiled at once (default: CPU count, max 3)")
+    args = parser.parse_args(argv)
+    if args.part is not None:
+        try:
+            seconds = run_part(args.part)
+        except Exception as exc:  # noqa: BLE001 - reported as one line; the caller names the part
+            print(f"error: jit warm-up part {args.part}: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
+            return 1
+        _emit("jit warm-up part done", part=args.part, seconds=round(seconds, 1))
+        return 0
+    jobs = args.jobs if args.jobs is not None else min(max(map(len, STAGES)), os.cpu_count() or 1)
+    if jobs < 1:
+        parser.error("--jobs must be at least 1")
+    _emit("jit warm-up started", stages=[list(stage) for stage in STAGES], jobs=jobs)
+    return run_stages(STAGES, jobs)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
