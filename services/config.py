@@ -363,6 +363,18 @@ def check_file(path: str, what: str) -> str:
     return str(target.resolve())
 
 
+def parse_kzg_params(value: str | None) -> str | None:
+    """``--kzg-params`` of the proving roles: None (``$AUTONOMYS_KZG_PARAMS``, else the packaged
+    mainnet setup), ``"mainnet"``, ``"dev"`` (the dev node's insecure setup) or a readable file's
+    absolute path (see ``services.kzg_setup``)."""
+    if value is None:
+        return None
+    keyword = value.strip().lower()
+    if keyword in ("mainnet", "dev"):
+        return keyword
+    return check_file(value, "--kzg-params")
+
+
 def parse_kv_spec(text: str, what: str, required: Iterable[str], optional: Iterable[str] = ()) -> dict[str, str]:
     """``key=value,key=value`` (the manual's ``path=/mnt/nvme0n1/,sectors=8000``)."""
     required = tuple(required)

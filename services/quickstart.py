@@ -253,13 +253,15 @@ def program_commands(config: QuickstartConfig, layout: Layout) -> dict[str, list
     if "plot-client" in layout.roles:
         commands["plot-client"] = [*cluster, *metrics("plot-client"), "plot-client",
                                    "--reward-address", config.reward_address,
+                                   "--kzg-params", "dev",  # the dev node's setup
                                    f"path={layout.path('farms', 'farm-0')},sectors={config.sectors}"]
     if "plot-server" in layout.roles:
         commands["plot-server"] = [*cluster, *metrics("plot-server"), "plot-server", "--listen-host", "127.0.0.1",
                                    "--listen-port", str(layout.plot_server_port), "--priority-cache",
                                    str(layout.path("plot-server"))]
     if "proof-server" in layout.roles:
-        commands["proof-server"] = [*cluster, *metrics("proof-server"), "proof-server"]
+        commands["proof-server"] = [*cluster, *metrics("proof-server"), "proof-server",
+                                    "--kzg-params", "dev"]  # the dev node's setup
     return commands
 
 

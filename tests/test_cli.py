@@ -163,7 +163,7 @@ def test_manual_plot_client(capsys, root, reward_address, monkeypatch):
     config, _ = dry_run(capsys, argv_of(MANUAL_PLOT_CLIENT, root, reward_address))
     assert config["role"] == "plot-client"
     assert config["reward_address"] == reward_address
-    assert config["reward_public_key"] == sr25519.pair_from_seed(bytes(range(32)))[0].hex()
+    assert config["reward_account_id"] == sr25519.pair_from_seed(bytes(range(32)))[0].hex()
     assert [f["sectors"] for f in config["farms"]] == [8000] * 4
     assert [Path(f["path"]).name for f in config["farms"]] == ["nvme0n1", "nvme0n2", "nvme1n0", "nvme1n1"]
     assert [f["exists"] for f in config["farms"]] == [True, False, False, False]

@@ -17,6 +17,7 @@ from services.config import (
     gpu_environment,
     parse_backend,
     parse_int,
+    parse_kzg_params,
     require_nats_servers,
 )
 
@@ -24,7 +25,8 @@ ROLE = "proof-server"
 
 
 class ProofServerConfig(RoleConfig, frozen=True, kw_only=True):
-    """``concurrency``: proofs computed in parallel (None: backend default)."""
+    """``concurrency``: proofs computed in parallel (None: ``GPU_CONCURRENCY`` on a GPU, else the
+    backend default). ``kzg_params``: trusted setup (None: mainnet; ``"dev"``: the dev chain's)."""
 
     role: str = ROLE
     instance: str = msgspec.field(default_factory=lambda: default_instance(ROLE))
@@ -32,11 +34,14 @@ class ProofServerConfig(RoleConfig, frozen=True, kw_only=True):
     concurrency: int | None = None
     cuda_visible_devices: str | None = None
     gpu_concurrency: int | None = None
+    kzg_params: str | None = None
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backend", default="auto", metavar="auto|cpu|gpu", help="proving backend (default auto)")
     parser.add_argument("--concurrency", default=None, metavar="N", help="proofs computed in parallel")
+    parser.add_argument("--kzg-params", default=None, metavar="PATH|mainnet|dev",
+                        help="KZG trusted setup: mainnet (default, packaged), dev (the dev node's insecure one) or a file")
     parser.add_argument("--instance", metavar="NAME", help=f"instance name (default HOSTNAME-{ROLE})")
 
 
@@ -51,4 +56,5 @@ def from_args(args: argparse.Namespace, common: CommonArgs, dry_run: bool) -> Pr
                                                                     maximum=4096),
         cuda_visible_devices=cuda,
         gpu_concurrency=gpu_concurrency,
+        kzg_params=parse_kzg_params(args.kzg_params),
     )

@@ -13,7 +13,8 @@ Main API: ``global_challenge_from_pot_output``, ``sector_slot_challenge``,
 ``s_bucket_audit_index``, ``audit_location`` / ``sector_audit_location`` (where to read),
 ``audit_sector`` / ``audit_sectors`` / ``audit_plot`` -> ``SectorAuditResult`` (candidates best
 first, stable by chunk offset) or None, ``order_by_best_distance``.  Audit with the slot's
-*voting* solution range.  ``blake3_hash_rows`` is a batch BLAKE3 used for proof hashes.
+*voting* solution range.  ``audit_chunk_ranges`` audits s-buckets of many sectors in place in one
+call (the farm's whole-plot audit).  ``blake3_hash_rows`` is a batch BLAKE3 used for proof hashes.
 """
 
 from __future__ import annotations
@@ -291,6 +292,89 @@ def audit_values(sector_slot_challenge_bytes: bytes, chunks: bytes | np.ndarray)
         out,
     )
     return out
+
+
+@njit(cache=True, nogil=True)
+def _audit_ranges_kernel(words, word_offsets, counts, key_words, iv, schedule, flags, g, half_range,
+                         out_range, out_offset, out_distance):
+    """Audit ``counts[j]`` chunks starting at word ``word_offsets[j]`` of ``words`` with key
+    ``key_words[j]``; winners (distance <= half_range) go to the ``out_*`` arrays. Returns how
+    many. uint64 arithmetic wraps, which is the bidirectional distance's modular difference."""
+    lanes = _LANES
+    v = np.empty((16, lanes), dtype=np.uint32)
+    m = np.zeros((16, lanes), dtype=np.uint32)
+    found = 0
+    for j in range(word_offsets.shape[0]):
+        first = word_offsets[j]
+        n = counts[j]
+        for base in range(0, n, lanes):
+            count = min(lanes, n - base)
+            for lane in range(lanes):
+                c = base + lane if lane < count else base
+                w0 = first + 8 * c
+                for w in range(8):
+                    m[w, lane] = words[w0 + w]
+                    v[w, lane] = key_words[j, w]
+                v[8, lane] = iv[0]
+                v[9, lane] = iv[1]
+                v[10, lane] = iv[2]
+                v[11, lane] = iv[3]
+                v[12, lane] = 0
+                v[13, lane] = 0
+                v[14, lane] = 32
+                v[15, lane] = flags
+            _rounds_lanes(v, m, schedule)
+            for lane in range(count):
+                low = np.uint64(v[0, lane] ^ v[8, lane])
+                high = np.uint64(v[1, lane] ^ v[9, lane])
+                value = low | (high << np.uint64(32))
+                forward = value - g
+                backward = g - value
+                distance = forward if forward < backward else backward
+                if distance <= half_range:
+                    out_range[found] = j
+                    out_offset[found] = base + lane
+                    out_distance[found] = distance
+                    found += 1
+    return found
+
+
+def audit_chunk_ranges(
+    words: np.ndarray,
+    word_offsets: np.ndarray,
+    chunk_counts: np.ndarray,
+    keys: np.ndarray,
+    global_challenge: bytes,
+    solution_range: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Audit many s-buckets in place, in one GIL-free kernel call (the farm's whole-plot audit).
+
+    ``words`` is the plot as little-endian u32 words (e.g. an mmap of ``plot.bin``); s-bucket
+    ``j`` is ``chunk_counts[j]`` chunks from word ``word_offsets[j]``, audited with the sector
+    slot challenge ``keys[j]`` ((k, 32) uint8). Returns the winners as ``(j, chunk offset in the
+    s-bucket, distance)`` arrays, in input order.
+    """
+    if len(global_challenge) != CHALLENGE_SIZE:
+        raise AuditError(f"global challenge must be {CHALLENGE_SIZE} bytes, got {len(global_challenge)}")
+    if isinstance(solution_range, bool) or not isinstance(solution_range, int) or not 0 <= solution_range <= U64_MAX:
+        raise AuditError(f"solution range must be a u64, got {solution_range!r}")
+    k = word_offsets.shape[0]
+    if chunk_counts.shape != (k,) or keys.shape != (k, CHALLENGE_SIZE) or words.dtype != np.uint32:
+        raise AuditError(f"word offsets {word_offsets.shape}, counts {chunk_counts.shape}, keys {keys.shape} and "
+                         f"words {words.dtype} do not fit together")
+    total = int(chunk_counts.sum())
+    if k and int((word_offsets + 8 * chunk_counts).max()) > words.shape[0]:
+        raise AuditError("an s-bucket lies beyond the end of the plot")
+    out_range = np.empty(total, dtype=np.int64)
+    out_offset = np.empty(total, dtype=np.int64)
+    out_distance = np.empty(total, dtype=np.uint64)
+    key_words = np.ascontiguousarray(keys, dtype=np.uint8).view("<u4").astype(np.uint32)
+    found = _audit_ranges_kernel(
+        words, word_offsets.astype(np.int64, copy=False), chunk_counts.astype(np.int64, copy=False), key_words,
+        _IV, _SCHEDULE, _KEYED_ONE_BLOCK_FLAGS, np.uint64(int.from_bytes(global_challenge[:8], "little")),
+        np.uint64(solution_range // 2), out_range, out_offset, out_distance,
+    )  # fmt: skip
+    return out_range[:found], out_offset[:found], out_distance[:found]
 
 
 def _distances(values: np.ndarray, global_challenge: bytes) -> np.ndarray:

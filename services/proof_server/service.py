@@ -1,0 +1,151 @@
+"""The proof-server daemon: proves audit winners for every plot-client of the cluster.
+
+``cluster ... proof-server`` (the manual starts it on the node machines, one per GPU with
+``CUDA_VISIBLE_DEVICES``). It answers :class:`~services.proof_server.messages.ProveRequest` in
+the queue group ``subspace.proof-server``, so several proof-servers share the requests. Each
+request carries one record's data (not the sector), so the work here is all of proving: the
+record's PoS tables (on the GPU when the PoS backend has one and ``--backend`` is ``auto`` or
+``gpu``, else on the CPU), un-masking, recovery of the record polynomial and the chunk's KZG
+witness.
+
+Bounded: at most ``concurrency`` proofs run at once; a request that finds them all taken is
+answered ``busy`` at once (the plot-client asks again, reaching another proof-server of the
+queue group, or proves locally), never queued behind the others. A request whose deadline has
+passed is answered ``expired`` without being worked on; a proof that ends past its deadline is
+still returned (the plot-client decides), and counted.
+
+Registered in the membership bucket as role ``proof-server`` with its backend and concurrency.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+from services.bus.client import Bus
+from services.bus.membership import Member, Membership
+from services.daemon import Daemon, DaemonError
+from services.proof_server.config import ProofServerConfig
+from services.proof_server.messages import ProveRequest, ProveResult
+from services.protocol.parallel import Workers
+from services.protocol.proving import ProvingError, prove_record
+from services.protocol.reading import ReadingError
+from services.protocol.solution import Solution
+
+SERVICE_CONCURRENCY = 256  # requests taken off the subscription at once (most answer "busy")
+DEFAULT_GPU_CONCURRENCY = 2
+
+
+def default_concurrency(backend: str, gpu_concurrency: int | None) -> int:
+    if backend == "gpu":
+        return gpu_concurrency or DEFAULT_GPU_CONCURRENCY
+    return max(1, min(8, (os.cpu_count() or 1) // 2))
+
+
+class ProofServerService(Daemon):
+    name = "proof-server"
+
+    def __init__(self, config: ProofServerConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.log = self.log.bind(instance=config.instance)
+        self.bus: Bus | None = None
+        self._executor: ThreadPoolExecutor | None = None
+        self._service = None
+        self._registration = None
+        self._active = 0
+        self.backend = "cpu"
+        self.concurrency = 1
+        self.stats = {"proved": 0, "busy": 0, "expired": 0, "failed": 0, "past_deadline": 0, "proving_s_total": 0.0}
+
+    async def start(self) -> None:
+        from services.protocol.pos.api import resolve_backend
+
+        cfg = self.config
+        try:
+            self.backend = resolve_backend(cfg.backend)
+        except (RuntimeError, ValueError) as exc:
+            raise DaemonError(str(exc)) from None
+        self.concurrency = cfg.concurrency or default_concurrency(self.backend, cfg.gpu_concurrency)
+        self.kzg, self.erasure, self.proofs_for_seed = await asyncio.to_thread(
+            load_proving_backend, cfg.kzg_params, self.backend
+        )
+        self._executor = ThreadPoolExecutor(self.concurrency, thread_name_prefix="prove")
+        cores = os.cpu_count() or 1
+        self._parts_pool = ThreadPoolExecutor(cores, thread_name_prefix="prove-parts")
+        self.workers = Workers(self._parts_pool, cores)  # NTTs and the witness MSM split over cores
+        self.bus = await Bus.connect(list(cfg.nats_servers), name=f"proof-server-{cfg.instance}")
+        self._service = await self.bus.serve(ProveRequest, self._on_prove, max_concurrency=SERVICE_CONCURRENCY)
+        membership = await Membership.open(self.bus)
+        self._registration = await membership.register(
+            Member(role="proof-server", instance=cfg.instance,
+                   capacity={"concurrency": self.concurrency, "gpu": int(self.backend == "gpu")})
+        )
+        self.log.info("proof-server started", backend=self.backend, concurrency=self.concurrency,
+                      cuda_visible_devices=cfg.cuda_visible_devices)
+
+    async def stop(self) -> None:
+        if self._registration is not None:
+            try:
+                await self._registration.stop()
+            except Exception as exc:  # noqa: BLE001 - best effort at shutdown
+                self.log.warning("membership deregistration failed", error=str(exc))
+        if self.bus is not None:
+            await self.bus.close()
+        if self._executor is not None:
+            await asyncio.to_thread(self._executor.shutdown, True, cancel_futures=True)
+            self._parts_pool.shutdown(wait=True)
+        self.log.info("proof-server stats", **self.stats)
+
+    async def _on_prove(self, request: ProveRequest) -> ProveResult:
+        if time.time() >= request.deadline:
+            self.stats["expired"] += 1
+            return ProveResult(expired=True)
+        if self._active >= self.concurrency:
+            self.stats["busy"] += 1
+            return ProveResult(busy=True)
+        self._active += 1
+        start = time.monotonic()
+        try:
+            loop = asyncio.get_running_loop()
+            solution = await loop.run_in_executor(self._executor, self._prove, request)
+        except (ProvingError, ReadingError, ValueError) as exc:
+            self.stats["failed"] += 1
+            self.log.warning("record cannot be proven", sector_index=request.sector_index,
+                             piece_offset=request.piece_offset, error=str(exc))
+            return ProveResult(error=str(exc))
+        finally:
+            self._active -= 1
+        if solution is None:
+            self.stats["expired"] += 1
+            return ProveResult(expired=True)
+        elapsed = time.monotonic() - start
+        self.stats["proved"] += 1
+        self.stats["proving_s_total"] += elapsed
+        late = time.time() > request.deadline
+        if late:
+            self.stats["past_deadline"] += 1
+        self.log.info("proved", public_key=request.public_key.hex()[:16], sector_index=request.sector_index,
+                      piece_offset=request.piece_offset, time_s=round(elapsed, 3), past_deadline=late)
+        return ProveResult(solution=solution.to_scale())
+
+    def _prove(self, request: ProveRequest) -> Solution | None:
+        if time.time() >= request.deadline:  # waited for a thread past the deadline: drop it
+            return None
+        return prove_record(request.record_data(), request.public_key, request.reward_address, request.sector_index,
+                            request.history_size, request.s_bucket, self.kzg, self.erasure, self.proofs_for_seed,
+                            self.workers)
+
+
+def load_proving_backend(kzg_params: str | None, backend: str):  # noqa: ANN201 - (Kzg, ErasureCoding, ProofsForSeed)
+    from services.kzg_setup import KzgSetupError, load_kzg
+    from services.protocol.erasure import ErasureCoding
+    from services.protocol.s_bucket_proofs import chia_proofs_for_seed
+
+    try:
+        kzg = load_kzg(kzg_params)
+    except KzgSetupError as exc:
+        raise DaemonError(f"{exc} (--kzg-params PATH|mainnet|dev)") from None
+    return kzg, ErasureCoding(16), chia_proofs_for_seed(backend)

@@ -1,0 +1,83 @@
+"""Real cluster daemons for end-to-end tests: ``python -m services cluster ... <role>`` processes
+logging JSON lines into a file, waited on by log line, stopped with SIGTERM.
+
+Import as ``cluster_processes`` (tests/integration is on sys.path for its tests)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def official_chain_flags() -> tuple[str, ...]:
+    """Dev-node flags of the chain the official farm was plotted on (vectors/official_farm/README.md):
+    the mainnet trusted setup and unsafe RPC (add a long ``--block-authoring-delay`` to farm it)."""
+    from shared_paths import require_mainnet_kzg
+
+    return ("--kzg-params", str(require_mainnet_kzg()), "--rpc-methods", "unsafe")
+
+
+class ClusterProcess:
+    def __init__(self, name: str, nats_url: str, role_args: list[str], log_path: Path) -> None:
+        self.name = name
+        self.log_path = log_path
+        self._log = open(log_path, "ab")
+        cmd = [sys.executable, "-m", "services", "cluster", "--log-format", "json", "--nats-server", nats_url, *role_args]
+        env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
+        self.proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT)
+
+    def text(self) -> str:
+        if not self._log.closed:
+            self._log.flush()
+        return self.log_path.read_text(errors="replace")
+
+    def tail(self, lines: int = 60) -> str:
+        return f"--- {self.name} ({self.log_path}) ---\n" + "\n".join(self.text().splitlines()[-lines:])
+
+    def events(self, name: str) -> list[dict]:
+        """The JSON log records whose ``event`` is ``name``."""
+        found = []
+        for line in self.text().splitlines():
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(record, dict) and record.get("event") == name:
+                found.append(record)
+        return found
+
+    def wait_for(self, needle: str, timeout: float) -> str:
+        """The first log line containing ``needle``; fails if the process exits or time runs out."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for line in self.text().splitlines():
+                if needle in line:
+                    return line
+            if self.proc.poll() is not None:
+                raise AssertionError(f"{self.name} exited with {self.proc.returncode} before {needle!r}:\n{self.tail()}")
+            time.sleep(0.2)
+        raise AssertionError(f"{self.name}: no {needle!r} within {timeout} s:\n{self.tail()}")
+
+    def children(self) -> list[int]:
+        out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(self.proc.pid)], capture_output=True, text=True).stdout
+        return [int(x) for x in out.split()]
+
+    def terminate(self, timeout: float = 60.0) -> int:
+        """SIGTERM and wait; the exit status (kills and fails loudly on a hang)."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+                raise AssertionError(f"{self.name} ignored SIGTERM for {timeout} s:\n{self.tail()}")
+        self._log.close()
+        return self.proc.returncode
