@@ -18,8 +18,10 @@ Parts (each runnable alone with ``--part NAME``):
 * ``pos-proofs`` (after the others): K=17 tables (the kernels take K at run time, so they are
   the K=20 kernels), first proofs of every s-bucket, proof search, one valid proof verified;
 * ``sector``: plotting a 2-piece sector with the dev KZG setup and the shim PoS (erasure
-  extension, chunk selection, sector writer), auditing it, reading a record back and proving
-  it (erasure recovery, NTTs, KZG witness).
+  extension, chunk selection, sector writer), writing it into a throwaway farm and auditing
+  it there (the farm's mmap audit), proving a winner from the farm's view and from a copy of
+  its record data, as the plot-client and the proof-server do (erasure recovery, NTTs split
+  over threads, KZG witness).
 
 A part whose kernels are already in the cache for this CPU (numba's own cache index) is
 skipped, so a warm start costs one short process. Where the cache lives is numba's rule: ``NUMBA_CACHE_DIR`` when set, else ``__pycache__``
@@ -100,44 +102,66 @@ def _warm_pos_proofs() -> None:
 
 
 def _warm_sector() -> None:
+    import tempfile
+    from concurrent.futures import ThreadPoolExecutor
+
     import numpy as np
 
-    from services.protocol.auditing import audit_sectors, sector_audit_location
+    from services.farm import Farm
     from services.protocol.erasure import ErasureCoding
     from services.protocol.hashes import blake3_254_hash_to_scalar
     from services.protocol.kzg import Kzg
+    from services.protocol.parallel import Workers
     from services.protocol.plotting import CpuRecordEncoder, plot_sector, sector_piece_indexes
-    from services.protocol.proving import prove_record
-    from services.protocol.reading import read_record_data
+    from services.protocol.proving import prove, prove_record, resolve_candidates
+    from services.protocol.reading import RecordData, read_record_data
     from services.protocol.s_bucket_proofs import shim_proofs_for_seed
-    from services.protocol.sector import FarmerProtocolInfo, SectorContentsMap, derive_sector_id
+    from services.protocol.sector import FarmerProtocolInfo
 
     rng = np.random.default_rng(1)
     kzg, erasure = Kzg.dev(), ErasureCoding(16)
-    public_key = bytes(rng.integers(0, 256, 32, dtype=np.uint8))
-    info = FarmerProtocolInfo(1, 2, 5, (1, 10), 4)
-    indexes = sector_piece_indexes(public_key, 0, info, 2)
-    records = {}
-    for index in set(indexes):
-        record = rng.integers(0, 256, (32768, 32), dtype=np.uint8)
-        record[:, 0] = 0
-        records[index] = record
-    commitments = {i: kzg.commit(kzg.poly(r)) for i, r in records.items()}
-    scalars = [blake3_254_hash_to_scalar(commitments[j]) if j in commitments else bytes(32) for j in range(256)]
-    segment = kzg.poly(scalars)
-    pieces = {i: records[i].tobytes() + commitments[i] + kzg.create_witness(segment, 256, i) for i in records}
-    result = plot_sector(public_key, 0, info, 2, pieces, CpuRecordEncoder(erasure, shim_proofs_for_seed))
-    metadata = result.metadata
-    sector_id = derive_sector_id(public_key, 0, info.history_size)
-    challenge = bytes(32)
-    _, offset, size = sector_audit_location(sector_id, challenge, metadata)
-    audit_sectors([(0, sector_id, result.sector[offset: offset + size])], challenge, (1 << 64) - 1)
-    contents_map = SectorContentsMap.from_sector(result.sector, 2)
-    record = read_record_data(result.sector, metadata, 0, contents_map)
-    s_bucket = int(np.flatnonzero(record.encoded_mask())[0])
-    solution = prove_record(record, public_key, public_key, 0, info.history_size, s_bucket, kzg, erasure,
-                            shim_proofs_for_seed)
-    if not kzg.verify(solution.record_commitment, 65536, s_bucket, solution.chunk, solution.chunk_witness):
+    cores = os.cpu_count() or 1
+    pool = ThreadPoolExecutor(cores)
+    workers = Workers(pool, cores)  # the plot-client and the proof-server split NTTs and MSMs like this
+    with tempfile.TemporaryDirectory(prefix="jit-warmup-") as directory:
+        farm = Farm.open(directory, sectors=1, genesis_hash=bytes(32), max_pieces_in_sector=2)
+        try:
+            info = FarmerProtocolInfo(1, 2, 5, (1, 10), 4)
+            indexes = sector_piece_indexes(farm.public_key, 0, info, 2)
+            records = {}
+            for index in set(indexes):
+                record = rng.integers(0, 256, (32768, 32), dtype=np.uint8)
+                record[:, 0] = 0
+                records[index] = record
+            commitments = {i: kzg.commit(kzg.poly(r)) for i, r in records.items()}
+            scalars = [blake3_254_hash_to_scalar(commitments[j]) if j in commitments else bytes(32)
+                       for j in range(256)]
+            segment = kzg.poly(scalars)
+            pieces = {i: records[i].tobytes() + commitments[i] + kzg.create_witness(segment, 256, i)
+                      for i in records}
+            encoder = CpuRecordEncoder(erasure, shim_proofs_for_seed)
+            result = plot_sector(farm.public_key, 0, info, 2, pieces, encoder, executor=pool)
+            farm.write_sector(0, result.sector, result.metadata)
+            audited = farm.audit(bytes(32), (1 << 64) - 1, pool)  # every chunk wins at u64::MAX
+            if not audited:
+                raise RuntimeError("the warm-up sector has no audit winner at the maximal solution range")
+            metadata = farm.sector_metadata(0)
+            contents_map = farm.read_contents_map(0)
+            candidate = resolve_candidates(contents_map, audited[0].result.s_bucket, audited[0].result.candidates)[0]
+            view = farm.sector_view(0)
+            try:
+                solution = prove(view, metadata, farm.public_key, farm.public_key, candidate, kzg, erasure,
+                                 shim_proofs_for_seed, contents_map, workers)
+                record = read_record_data(view, metadata, candidate.piece_offset, contents_map)
+            finally:
+                view.release()
+            copy = RecordData.from_bytes(candidate.piece_offset, record.to_bytes())  # a proof-server's input
+            prove_record(copy, farm.public_key, farm.public_key, 0, metadata.history_size, candidate.s_bucket,
+                         kzg, erasure, shim_proofs_for_seed, workers)
+        finally:
+            farm.close()
+            pool.shutdown()
+    if not kzg.verify(solution.record_commitment, 65536, candidate.s_bucket, solution.chunk, solution.chunk_witness):
         raise RuntimeError("the warm-up solution's chunk witness does not verify")
 
 
@@ -148,8 +172,9 @@ PROBES: dict[str, tuple[str, ...]] = {
                   "services.protocol.pos.matching:find_matches", "services.protocol.pos.cpu_backend:_gather_children"),
     "pos-verify": ("services.protocol.pos.verify:verify_packed",),
     "sector": ("services.protocol.plotting:_select_chunks", "services.protocol.sector_writer:_gather_s_buckets",
-               "services.protocol.auditing:_audit_values_kernel", "services.protocol.reading:_chunks_before",
-               "services.protocol.erasure:_fold_to_coset", "services.protocol.ntt:_ntt_batch"),
+               "services.protocol.auditing:_audit_ranges_kernel", "services.protocol.reading:_chunks_before",
+               "services.protocol.erasure:_fold_to_coset", "services.protocol.ntt:_ntt_batch",
+               "services.farm.audit:_locate_s_buckets"),
     "pos-proofs": ("services.protocol.pos.proofs:first_proofs_for_challenges",
                    "services.protocol.pos.proofs:proofs_for_entries"),
 }
@@ -232,6 +257,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=None, help="parts compiled at once (default: CPU count, max 3)")
     args = parser.parse_args(argv)
     if args.part is not None:
+        from services.logs import configure_logging
+
+        configure_logging("warning", "json")  # library info lines (e.g. "farm created") stay out
         try:
             seconds = run_part(args.part)
         except Exception as exc:  # noqa: BLE001 - reported as one line; the caller names the part
