@@ -225,6 +225,9 @@ def program_commands(config: QuickstartConfig, layout: Layout) -> dict[str, list
 
     farmer = [sys.executable, "-m", "services"]
     cluster = [*farmer, "cluster", "--nats-server", layout.nats_url, "--log-level", config.log_level]
+    # the plot-client logs each audit at debug (one line per slot): the terminal's "first audit"
+    plot_client_level = config.log_level if config.log_level in ("debug", "trace") else "debug"
+    plot_client_cluster = [*farmer, "cluster", "--nats-server", layout.nats_url, "--log-level", plot_client_level]
 
     def metrics(program: str) -> list[str]:
         address = layout.metrics_address(program)
@@ -251,7 +254,7 @@ def program_commands(config: QuickstartConfig, layout: Layout) -> dict[str, list
                                                 "full-piece-sharded-cache", f"path={layout.path('full-piece-cache')}",
                                                 "--listen-on", f"127.0.0.1:{layout.full_cache_port}"]
     if "plot-client" in layout.roles:
-        commands["plot-client"] = [*cluster, *metrics("plot-client"), "plot-client",
+        commands["plot-client"] = [*plot_client_cluster, *metrics("plot-client"), "plot-client",
                                    "--reward-address", config.reward_address,
                                    "--kzg-params", "dev",  # the dev node's setup
                                    f"path={layout.path('farms', 'farm-0')},sectors={config.sectors}"]

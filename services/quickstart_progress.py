@@ -278,7 +278,7 @@ class Progress:
             return
         self.metrics = values
         if values.get(AUDITS_METRIC):
-            self.reach("first-audit", "first audit of a plotted sector")
+            self.reach("first-audit", "first audit of a plotted sector (metrics)")
 
 
 def _dev_node_milestones(progress: Progress, event: str, record: dict) -> None:
@@ -311,6 +311,9 @@ def _plot_client_milestones(progress: Progress, event: str, record: dict) -> Non
         key = f"{record.get('farm_id', '')}/{record.get('sector_index')}"
         progress.plotting[key] = event
         progress.reach(f"plotting-{key}", f"plot-client: sector {record.get('sector_index')} is being plotted")
+    elif event == "audited" and isinstance(record.get("sectors"), int) and record["sectors"] > 0:
+        progress.reach("first-audit", f"first audit of a plotted sector: {record['sectors']} sector(s), "
+                                      f"{record.get('winning_sectors')} winning, {record.get('time_s')} s")
     elif event == "solution submitted":
         progress.reach("first-submitted", f"plot-client submitted its first solution (slot {record.get('slot')}, "
                                           f"sector {record.get('sector_index')})")

@@ -52,6 +52,9 @@ def test_milestones_print_once_and_errors_name_their_log(tmp_path):
     progress.observe("jit-warmup", {"event": "jit warm-up done", "seconds": 41.0}, log)
     progress.observe("plot-client", {"event": "Plotting sector (25.00% complete)", "sector_index": 0,
                                      "farm_id": "F"}, log)
+    progress.observe("plot-client", {"event": "audited", "level": "debug", "sectors": 0, "winning_sectors": 0}, log)
+    progress.observe("plot-client", {"event": "audited", "level": "debug", "sectors": 1, "winning_sectors": 1,
+                                     "time_s": 0.002}, log)
     progress.observe("plot-server", {"event": "disk full", "level": "error", "path": "/x"}, tmp_path / "p.log")
     progress.observe("dev-node", {"event": "block authored", "number": 1, "slot": 9, "sector_index": 0,
                                   "piece_offset": 3, "reward_signature_ms": 12.5}, log)
@@ -61,6 +64,7 @@ def test_milestones_print_once_and_errors_name_their_log(tmp_path):
         "segment 0 archived in 6.2 s",
         "numba kernels compiled / loaded from the cache in 41.0 s",
         "plot-client: sector 0 is being plotted",
+        "first audit of a plotted sector: 1 sector(s), 1 winning, 0.002 s",
         f"plot-server logged an error: disk full (path=/x) (log {tmp_path / 'p.log'})",
         "block 1 authored: slot 9, sector 0, piece offset 3, reward signature in 12.5 ms",
     ]
@@ -88,5 +92,5 @@ def test_status_line_from_node_members_and_metrics():
     said = "\n".join(lines)
     for text in ("dev node ready", "first solution received", "rejected a solution", "caches hold their first pieces",
                  "first sector plotted", "plot-server self-test: passed (cpu backend, 1.2 table sets/s)",
-                 "first audit of a plotted sector"):
+                 "first audit of a plotted sector (metrics)"):
         assert text in said, text
