@@ -15,6 +15,7 @@ Parts (each runnable alone with ``--part NAME``):
 * ``pos-fn``: the table-building ``fn_batch`` kernel (the long one);
 * ``pos-verify``: proof verification (the dev node's and the GPU self-test's; its own BLAKE3);
 * ``pos-build``: the other table-building kernels (ChaCha8 f1, bucketing, matching, gathers);
+* ``pieces``: the caches' batched piece check (``piece_batch.verify_pieces``) on two pieces;
 * ``pos-proofs`` (after the others): K=17 tables (the kernels take K at run time, so they are
   the K=20 kernels), first proofs of every s-bucket, proof search, one valid proof verified;
 * ``sector``: plotting a 2-piece sector with the dev KZG setup and the shim PoS (erasure
@@ -101,15 +102,42 @@ def _warm_pos_proofs() -> None:
     raise RuntimeError("no K=17 proof among 64 challenges")
 
 
+def _dev_pieces(kzg, indexes) -> tuple[dict[int, bytes], bytes]:  # noqa: ANN001
+    """Valid pieces at ``indexes`` of one synthetic segment 0 (dev KZG), and its commitment."""
+    import numpy as np
+
+    from services.protocol.hashes import blake3_254_hash_to_scalar
+
+    rng = np.random.default_rng(1)
+    records = {}
+    for index in sorted(set(indexes)):
+        record = rng.integers(0, 256, (32768, 32), dtype=np.uint8)
+        record[:, 0] = 0  # source chunks are 0x00 || 31 bytes
+        records[index] = record
+    commitments = {i: kzg.commit(kzg.poly(r)) for i, r in records.items()}
+    scalars = [blake3_254_hash_to_scalar(commitments[j]) if j in commitments else bytes(32) for j in range(256)]
+    segment = kzg.poly(scalars)
+    pieces = {i: records[i].tobytes() + commitments[i] + kzg.create_witness(segment, 256, i) for i in records}
+    return pieces, kzg.commit(segment)
+
+
+def _warm_pieces() -> None:
+    from services.protocol.kzg import Kzg
+    from services.protocol.piece_batch import verify_pieces
+
+    kzg = Kzg.dev()
+    pieces, segment_commitment = _dev_pieces(kzg, [3, 200])
+    items = [(index, memoryview(piece)) for index, piece in pieces.items()]  # caches pass views of their buffers
+    if verify_pieces(kzg, items, {0: segment_commitment}) != [True, True]:
+        raise RuntimeError("the warm-up pieces do not verify")
+
+
 def _warm_sector() -> None:
     import tempfile
     from concurrent.futures import ThreadPoolExecutor
 
-    import numpy as np
-
     from services.farm import Farm
     from services.protocol.erasure import ErasureCoding
-    from services.protocol.hashes import blake3_254_hash_to_scalar
     from services.protocol.kzg import Kzg
     from services.protocol.parallel import Workers
     from services.protocol.plotting import CpuRecordEncoder, plot_sector, sector_piece_indexes
@@ -118,7 +146,6 @@ def _warm_sector() -> None:
     from services.protocol.s_bucket_proofs import shim_proofs_for_seed
     from services.protocol.sector import FarmerProtocolInfo
 
-    rng = np.random.default_rng(1)
     kzg, erasure = Kzg.dev(), ErasureCoding(16)
     cores = os.cpu_count() or 1
     pool = ThreadPoolExecutor(cores)
@@ -127,18 +154,7 @@ def _warm_sector() -> None:
         farm = Farm.open(directory, sectors=1, genesis_hash=bytes(32), max_pieces_in_sector=2)
         try:
             info = FarmerProtocolInfo(1, 2, 5, (1, 10), 4)
-            indexes = sector_piece_indexes(farm.public_key, 0, info, 2)
-            records = {}
-            for index in set(indexes):
-                record = rng.integers(0, 256, (32768, 32), dtype=np.uint8)
-                record[:, 0] = 0
-                records[index] = record
-            commitments = {i: kzg.commit(kzg.poly(r)) for i, r in records.items()}
-            scalars = [blake3_254_hash_to_scalar(commitments[j]) if j in commitments else bytes(32)
-                       for j in range(256)]
-            segment = kzg.poly(scalars)
-            pieces = {i: records[i].tobytes() + commitments[i] + kzg.create_witness(segment, 256, i)
-                      for i in records}
+            pieces, _ = _dev_pieces(kzg, sector_piece_indexes(farm.public_key, 0, info, 2))
             encoder = CpuRecordEncoder(erasure, shim_proofs_for_seed)
             result = plot_sector(farm.public_key, 0, info, 2, pieces, encoder, executor=pool)
             farm.write_sector(0, result.sector, result.metadata)
@@ -175,17 +191,18 @@ PROBES: dict[str, tuple[str, ...]] = {
                "services.protocol.auditing:_audit_ranges_kernel", "services.protocol.reading:_chunks_before",
                "services.protocol.erasure:_fold_to_coset", "services.protocol.ntt:_ntt_batch",
                "services.farm.audit:_locate_s_buckets"),
+    "pieces": ("services.protocol.piece_batch:_accumulate_record",),
     "pos-proofs": ("services.protocol.pos.proofs:first_proofs_for_challenges",
                    "services.protocol.pos.proofs:proofs_for_entries"),
 }
 
 WARMERS: dict[str, Callable[[], None]] = {
     "pos-fn": _warm_pos_fn, "sector": _warm_sector, "pos-verify": _warm_pos_verify, "pos-build": _warm_pos_build,
-    "pos-proofs": _warm_pos_proofs,
+    "pieces": _warm_pieces, "pos-proofs": _warm_pos_proofs,
 }
 # parts of one stage compile different kernels and run at once; a later stage needs the kernels
 # of the earlier ones in the cache (the whole table build, then the proof search on its tables)
-STAGES: tuple[tuple[str, ...], ...] = (("pos-fn", "sector", "pos-verify", "pos-build"), ("pos-proofs",))
+STAGES: tuple[tuple[str, ...], ...] = (("pos-fn", "sector", "pos-verify", "pos-build", "pieces"), ("pos-proofs",))
 
 
 def _in_cache(probe: str) -> bool:
