@@ -281,6 +281,28 @@ class Progress:
             self.reach("first-audit", "first audit of a plotted sector (metrics)")
 
 
+# what a first block waits for, in order: milestone key (or a test on the progress), what it
+# is, and the programs whose logs say why it has not happened
+WAITS: tuple[tuple[Callable[["Progress"], bool], str, tuple[str, ...]], ...] = (
+    (lambda p: "node-ready" in p.reached, "the dev node's first archived segment", ("dev-node",)),
+    (lambda p: p.warmup == "done", "the JIT warm-up", ("jit-warmup",)),
+    (lambda p: bool(p.cache_pieces()), "the caches' first pieces",
+     ("sharded-cache", "full-piece-sharded-cache", "controller")),
+    (lambda p: bool(p.plotted() and p.plotted()[0] >= 1), "the first plotted sector", ("plot-client", "plot-server")),
+    (lambda p: "first-audit" in p.reached, "the first audit of a plotted sector", ("plot-client",)),
+    (lambda p: "first-solution" in p.reached, "the first solution at the dev node", ("plot-client", "proof-server")),
+    (lambda p: p.blocks > 0, "the first block", ("dev-node", "controller", "plot-client")),
+)
+
+
+def waiting_for(progress: "Progress", running: set[str]) -> tuple[str, tuple[str, ...]] | None:
+    """The first thing a block still waits for, and the running programs whose logs tell why."""
+    for done, what, programs in WAITS:
+        if not done(progress):
+            return what, tuple(name for name in programs if name in running)
+    return None
+
+
 def _dev_node_milestones(progress: Progress, event: str, record: dict) -> None:
     if event == "archiving segment":
         index = record.get("segment_index")

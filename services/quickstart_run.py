@@ -48,6 +48,7 @@ from services.quickstart_progress import (
     dev_status,
     failure_reason,
     scrape_metrics,
+    waiting_for,
 )
 from services.quickstart_supervisor import (
     SupervisorControl,
@@ -234,10 +235,7 @@ class Runner:
                           flush=True)
                     return 0
                 if self.config.timeout_s is not None and now - started >= self.config.timeout_s:
-                    of = f" of {wanted}" if wanted is not None else ""
-                    raise QuickstartFailed(f"timeout after {self.config.timeout_s:g}s with {self.blocks}{of} blocks "
-                                           f"authored; last status: {self.progress.status_line()} (logs in "
-                                           f"{self.layout.path('logs')})")
+                    raise QuickstartFailed(self._timeout_message())
                 if now >= next_status:
                     next_status = now + self.config.progress_interval_s
                     print(self.progress.status_line(), flush=True)
@@ -248,6 +246,17 @@ class Runner:
             if self._members_task is not None:
                 self._members_task.cancel()
                 await asyncio.gather(self._members_task, return_exceptions=True)
+
+    def _timeout_message(self) -> str:
+        wanted = self.config.exit_after_blocks
+        of = f" of {wanted}" if wanted is not None else ""
+        text = f"timeout after {self.config.timeout_s:g}s with {self.blocks}{of} blocks authored"
+        waiting = waiting_for(self.progress, self.started)
+        if waiting is not None:
+            what, programs = waiting
+            logs = ", ".join(str(self.layout.log_file(name)) for name in programs) or str(self.layout.path("logs"))
+            text += f"; still waiting for {what} (see {logs})"
+        return f"{text}; last status: {self.progress.status_line()}"
 
     # ---- stages
 

@@ -144,7 +144,7 @@ def test_quickstart_timeout_exits_nonzero_with_reason(tmp_path):
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == 1, out + err
-    assert "error: timeout after 8s with 0 blocks authored; last status:" in err
+    assert "error: timeout after 8s with 0 blocks authored; still waiting for " in err and "; last status:" in err
     assert "stopped (supervisord exit status 0)" in out
     assert processes_mentioning(str(data)) == []
 

@@ -94,3 +94,17 @@ def test_status_line_from_node_members_and_metrics():
                  "first sector plotted", "plot-server self-test: passed (cpu backend, 1.2 table sets/s)",
                  "first audit of a plotted sector (metrics)"):
         assert text in said, text
+
+
+def test_waiting_for_names_the_first_missing_step_and_its_logs():
+    from services.quickstart_progress import waiting_for
+
+    progress, _ = _progress()
+    running = {"dev-node", "jit-warmup", "sharded-cache", "plot-client", "plot-server"}
+    assert waiting_for(progress, running) == ("the dev node's first archived segment", ("dev-node",))
+    progress.observe_node({"ready": True})
+    progress.warmup = "done"
+    assert waiting_for(progress, running) == ("the caches' first pieces", ("sharded-cache",))
+    progress.observe_members({"c": {"role": "sharded-cache", "capacity": {"pieces": 1}},
+                              "p": {"role": "plot-client", "capacity": {"plotted": 0, "sectors": 2}}})
+    assert waiting_for(progress, running) == ("the first plotted sector", ("plot-client", "plot-server"))
