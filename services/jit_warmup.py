@@ -158,12 +158,18 @@ def _warm_sector() -> None:
             encoder = CpuRecordEncoder(erasure, shim_proofs_for_seed)
             result = plot_sector(farm.public_key, 0, info, 2, pieces, encoder, executor=pool)
             farm.write_sector(0, result.sector, result.metadata)
-            audited = farm.audit(bytes(32), (1 << 64) - 1, pool)  # every chunk wins at u64::MAX
-            if not audited:
-                raise RuntimeError("the warm-up sector has no audit winner at the maximal solution range")
             metadata = farm.sector_metadata(0)
             contents_map = farm.read_contents_map(0)
-            candidate = resolve_candidates(contents_map, audited[0].result.s_bucket, audited[0].result.candidates)[0]
+            candidate = None
+            for n in range(256):  # every chunk wins at u64::MAX; the audited s-bucket may hold none
+                audited = farm.audit(bytes([n]) * 32, (1 << 64) - 1, pool)
+                resolved = resolve_candidates(contents_map, audited[0].result.s_bucket,
+                                              audited[0].result.candidates) if audited else []
+                if resolved:  # an encoded chunk: provable
+                    candidate = resolved[0]
+                    break
+            if candidate is None:
+                raise RuntimeError("no provable audit winner in the warm-up sector for 256 challenges")
             view = farm.sector_view(0)
             try:
                 solution = prove(view, metadata, farm.public_key, farm.public_key, candidate, kzg, erasure,
@@ -244,12 +250,13 @@ def run_stages(stages: tuple[tuple[str, ...], ...], jobs: int) -> int:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
 
-    def one(name: str) -> tuple[str, int]:
+    def one(name: str) -> tuple[str, int, str]:
         proc = subprocess.run([sys.executable, "-m", "services.jit_warmup", "--part", name], env=env,
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         sys.stdout.write(proc.stdout)
         sys.stdout.flush()
-        return name, proc.returncode
+        errors = [line[len("error: "):] for line in proc.stdout.splitlines() if line.startswith("error: ")]
+        return name, proc.returncode, errors[-1] if errors else ""
 
     started = time.monotonic()
     for parts in stages:
@@ -257,10 +264,10 @@ def run_stages(stages: tuple[tuple[str, ...], ...], jobs: int) -> int:
             continue
         with ThreadPoolExecutor(max(1, jobs)) as pool:
             results = list(pool.map(one, parts))
-        failed = [name for name, code in results if code != 0]
+        failed = [(name, code, reason) for name, code, reason in results if code != 0]
         if failed:
-            print(f"error: jit warm-up part(s) {', '.join(failed)} failed (output above)", file=sys.stderr,
-                  flush=True)
+            reasons = "; ".join(reason or f"part {name} exited with status {code}" for name, code, reason in failed)
+            print(f"error: jit warm-up failed: {reasons}", file=sys.stderr, flush=True)
             return 1
     seconds = round(time.monotonic() - started, 1)
     _emit("jit warm-up done", seconds=seconds, jobs=jobs,

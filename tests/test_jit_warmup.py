@@ -53,3 +53,8 @@ def test_a_failing_part_is_one_error_line(monkeypatch, capsys):
 def test_every_part_has_probes_and_a_stage():
     staged = [part for stage in jit_warmup.STAGES for part in stage]
     assert sorted(staged) == sorted(jit_warmup.WARMERS) == sorted(jit_warmup.PROBES)
+
+
+def test_a_failed_stage_names_the_part(capsys):
+    assert jit_warmup.run_stages((("no-such-part",),), jobs=1) == 1
+    assert capsys.readouterr().err.strip() == "error: jit warm-up failed: part no-such-part exited with status 2"
