@@ -65,9 +65,27 @@ WARMUP = "jit-warmup"
 STOP_WAIT_S = {"dev-node": 150}
 
 
+U64_MAX = (1 << 64) - 1
+# mainnet's slot probability: a block every 6 slots on average
+BLOCKS_PER_SLOT = 1 / 6
+
+
+def default_solution_range(sectors: int, pieces_in_sector: int) -> int:
+    """The dev chain's solution range for a block every ~6 slots once the plot is complete.
+
+    A chunk wins when its audit distance is at most ``range / 2``; distances are uniform in
+    ``[0, 2^63]``, so a chunk wins with probability ``range / 2^64``. An audit reads one s-bucket
+    per sector, about ``pieces_in_sector / 2`` chunks (a record keeps half of its 65 536 extended
+    chunks). With ``u64::MAX`` every audit wins and every slot asks for a proof (about a second
+    of CPU each), more than a small machine can prove within the farming timeout."""
+    chunks_per_slot = max(1.0, sectors * pieces_in_sector / 2)
+    return max(1, min(U64_MAX, int(2**64 * BLOCKS_PER_SLOT / chunks_per_slot)))
+
+
 class QuickstartConfig(JsonConfig, frozen=True, kw_only=True):
     """``block_authoring_delay``: slots a solution has (the farming timeout is that many slots;
-    4 as on mainnet, so a 2-core machine that is plotting still proves in time)."""
+    4 as on mainnet, so a 2-core machine that is plotting still proves in time).
+    ``solution_range``: the dev chain's (fixed) solution range, see :func:`default_solution_range`."""
 
     data_dir: str
     exit_after_blocks: int | None = None
@@ -76,6 +94,7 @@ class QuickstartConfig(JsonConfig, frozen=True, kw_only=True):
     block_authoring_delay: int = 4
     pieces_in_sector: int = 4
     sectors: int = 2
+    solution_range: int = U64_MAX
     pre_archived_segments: int = 1
     reward_address: str = DEV_REWARD_ADDRESS
     progress_interval_s: float = 5.0
@@ -95,6 +114,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="slots a solution has to reach the dev node (default 4, as on mainnet)")
     parser.add_argument("--pieces-in-sector", default="4", metavar="N", help="dev-node max pieces per sector (default 4)")
     parser.add_argument("--sectors", default="2", metavar="N", help="sectors in the local plot (default 2)")
+    parser.add_argument("--solution-range", default=None, metavar="N",
+                        help="dev chain solution range (default: a block every ~6 slots for this plot size)")
     parser.add_argument("--pre-archived-segments", default="1", metavar="N",
                         help="history segments the dev node archives before the first slot (default 1)")
     parser.add_argument("--reward-address", default=DEV_REWARD_ADDRESS, metavar="SS58",
@@ -108,6 +129,10 @@ def from_args(args: argparse.Namespace, dry_run: bool, log_level: str = "info") 
     timeout = None if args.timeout is None else parse_seconds(args.timeout, "--timeout")
     interval = parse_seconds(args.progress_interval, "--progress-interval")
     ss58_decode(args.reward_address)
+    sectors = parse_int(args.sectors, "--sectors", minimum=1, maximum=65535)
+    pieces_in_sector = parse_int(args.pieces_in_sector, "--pieces-in-sector", minimum=1, maximum=65535)
+    solution_range = (default_solution_range(sectors, pieces_in_sector) if args.solution_range is None
+                      else parse_int(args.solution_range, "--solution-range", minimum=1, maximum=U64_MAX))
     return QuickstartConfig(
         data_dir=check_directory(args.data_dir, "--data-dir", create=not dry_run),
         exit_after_blocks=None if args.exit_after_blocks is None else parse_int(
@@ -116,8 +141,9 @@ def from_args(args: argparse.Namespace, dry_run: bool, log_level: str = "info") 
         slot_duration_ms=parse_int(args.slot_duration_ms, "--slot-duration-ms", minimum=10, maximum=600_000),
         block_authoring_delay=parse_int(args.block_authoring_delay, "--block-authoring-delay", minimum=1,
                                         maximum=1000),
-        pieces_in_sector=parse_int(args.pieces_in_sector, "--pieces-in-sector", minimum=1, maximum=65535),
-        sectors=parse_int(args.sectors, "--sectors", minimum=1, maximum=65535),
+        pieces_in_sector=pieces_in_sector,
+        sectors=sectors,
+        solution_range=solution_range,
         pre_archived_segments=parse_int(args.pre_archived_segments, "--pre-archived-segments", minimum=0),
         reward_address=args.reward_address.strip(),
         progress_interval_s=interval,
@@ -240,6 +266,7 @@ def program_commands(config: QuickstartConfig, layout: Layout) -> dict[str, list
                      "--slot-duration-ms", str(config.slot_duration_ms),
                      "--block-authoring-delay", str(config.block_authoring_delay),
                      "--pieces-in-sector", str(config.pieces_in_sector),
+                     "--solution-range", str(config.solution_range),
                      "--pre-archived-segments", str(config.pre_archived_segments), *metrics("dev-node"),
                      "--log-level", config.log_level],
         "controller": [*cluster, *metrics("controller"), "controller", "--base-path", str(layout.path("controller")),

@@ -69,6 +69,7 @@ def test_generated_configs(tmp_path):
     assert f"-c {data}/nats/nats-server.conf" in commands["nats-server"]
     assert f"dev-node --data-dir {data}/node --rpc-listen-on 127.0.0.1:{layout.rpc_port}" in commands["dev-node"]
     assert "--slot-duration-ms 1500" in commands["dev-node"] and "--block-authoring-delay 4" in commands["dev-node"]
+    assert f"--solution-range {quickstart.default_solution_range(3, 4)}" in commands["dev-node"]
     assert f"--nats-server nats://127.0.0.1:{layout.nats_port}" in commands["controller"]
     assert f"--node-rpc-url ws://127.0.0.1:{layout.rpc_port}" in commands["controller"]
     assert f"path={data}/farms/farm-0,sectors=3" in commands["plot-client"]
@@ -199,3 +200,13 @@ def test_a_role_that_does_not_import_is_a_failure(monkeypatch, capsys, tmp_path)
                         lambda: ((), {"proof-server": "import failed: ImportError: no module named cupy_x"}))
     assert quickstart_run.run_quickstart(_config(tmp_path)) == 1
     assert "error: proof-server cannot run: import failed: ImportError: no module named cupy_x" in capsys.readouterr().err
+
+
+def test_default_solution_range_gives_a_block_every_six_slots(tmp_path):
+    """P(a chunk wins) = range / 2^64; an audit reads about pieces_in_sector / 2 chunks per sector."""
+    for sectors, pieces in ((2, 4), (3, 4), (10, 1000)):
+        chance_per_slot = quickstart.default_solution_range(sectors, pieces) / 2**64 * sectors * pieces / 2
+        assert abs(chance_per_slot - 1 / 6) < 1e-9
+    assert quickstart.default_solution_range(1, 1) == int(2**64 / 6)  # at least one chunk per audit
+    assert quickstart.default_solution_range(65535, 65535) >= 1
+    assert _config(tmp_path, "--solution-range", "12345").solution_range == 12345
