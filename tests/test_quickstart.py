@@ -68,7 +68,7 @@ def test_generated_configs(tmp_path):
     data = config.data_dir
     assert f"-c {data}/nats/nats-server.conf" in commands["nats-server"]
     assert f"dev-node --data-dir {data}/node --rpc-listen-on 127.0.0.1:{layout.rpc_port}" in commands["dev-node"]
-    assert "--slot-duration-ms 1500" in commands["dev-node"] and "--block-authoring-delay 4" in commands["dev-node"]
+    assert "--slot-duration-ms 1500" in commands["dev-node"] and "--block-authoring-delay 6" in commands["dev-node"]
     assert f"--solution-range {quickstart.default_solution_range(3, 4)}" in commands["dev-node"]
     assert f"--nats-server nats://127.0.0.1:{layout.nats_port}" in commands["controller"]
     assert f"--node-rpc-url ws://127.0.0.1:{layout.rpc_port}" in commands["controller"]
