@@ -10,19 +10,24 @@ independent parts compiled in separate processes (numba compiles on one thread),
 kernels land in the cache once and every role that starts afterwards only loads them. The
 quickstart runs it beside the dev node's archiving and starts the PoS roles when it is done.
 
-Parts (each runnable alone with ``--part NAME``):
+Parts (each runnable alone with ``--part NAME``), started in this order as workers free up
+(``--jobs``, default the CPU count), a part after the parts it builds on:
 
 * ``pos-fn``: the table-building ``fn_batch`` kernel (the long one);
-* ``pos-verify``: proof verification (the dev node's and the GPU self-test's; its own BLAKE3);
-* ``pos-build``: the other table-building kernels (ChaCha8 f1, bucketing, matching, gathers);
 * ``pieces``: the caches' batched piece check (``piece_batch.verify_pieces``) on two pieces;
-* ``pos-proofs`` (after the others): K=17 tables (the kernels take K at run time, so they are
-  the K=20 kernels), first proofs of every s-bucket, proof search, one valid proof verified;
-* ``sector``: plotting a 2-piece sector with the dev KZG setup and the shim PoS (erasure
-  extension, chunk selection, sector writer), writing it into a throwaway farm and auditing
-  it there (the farm's mmap audit), proving a winner from the farm's view and from a copy of
-  its record data, as the plot-client and the proof-server do (erasure recovery, NTTs split
-  over threads, KZG witness).
+* ``pos-build``: the other table-building kernels (ChaCha8 f1, bucketing, matching, gathers);
+* ``plot``: plotting a 2-piece sector with the dev KZG setup and the shim PoS on a thread pool
+  (erasure extension, mask hashes, chunk selection, sector writer);
+* ``pos-proofs`` (after pos-fn and pos-build): K=17 tables (the kernels take K at run time, so
+  they are the K=20 kernels), first proofs of every s-bucket, proof search, one proof verified;
+* ``prove`` (after plot): that sector written into a throwaway farm and audited there (the
+  farm's mmap audit), a winner proven from the farm's view and from a copy of its record data,
+  as the plot-client and the proof-server do (erasure recovery, NTTs split over threads, KZG
+  witness);
+* ``pos-verify``: proof verification (the dev node's; its own BLAKE3).
+
+:data:`NEEDED_BY` says which parts a role needs before it starts (the quickstart starts the
+plot-server when the plotting parts are done, not after the whole warm-up).
 
 A part whose kernels are already in the cache for this CPU (numba's own cache index) is
 skipped, so a warm start costs one short process. Where the cache lives is numba's rule: ``NUMBA_CACHE_DIR`` when set, else ``__pycache__``
@@ -39,7 +44,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, NamedTuple
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -132,7 +137,28 @@ def _warm_pieces() -> None:
         raise RuntimeError("the warm-up pieces do not verify")
 
 
-def _warm_sector() -> None:
+def _plot_throwaway_sector(public_key: bytes, kzg, erasure, executor):  # noqa: ANN001, ANN202
+    from services.protocol.plotting import CpuRecordEncoder, plot_sector, sector_piece_indexes
+    from services.protocol.s_bucket_proofs import shim_proofs_for_seed
+    from services.protocol.sector import FarmerProtocolInfo
+
+    info = FarmerProtocolInfo(1, 2, 5, (1, 10), 4)
+    pieces, _ = _dev_pieces(kzg, sector_piece_indexes(public_key, 0, info, 2))
+    return plot_sector(public_key, 0, info, 2, pieces, CpuRecordEncoder(erasure, shim_proofs_for_seed),
+                       executor=executor)
+
+
+def _warm_plot() -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from services.protocol.erasure import ErasureCoding
+    from services.protocol.kzg import Kzg
+
+    with ThreadPoolExecutor(os.cpu_count() or 1) as pool:  # a plot-server encodes records on threads
+        _plot_throwaway_sector(bytes(range(32)), Kzg.dev(), ErasureCoding(16), pool)
+
+
+def _warm_prove() -> None:
     import tempfile
     from concurrent.futures import ThreadPoolExecutor
 
@@ -140,11 +166,9 @@ def _warm_sector() -> None:
     from services.protocol.erasure import ErasureCoding
     from services.protocol.kzg import Kzg
     from services.protocol.parallel import Workers
-    from services.protocol.plotting import CpuRecordEncoder, plot_sector, sector_piece_indexes
     from services.protocol.proving import prove, prove_record, resolve_candidates
     from services.protocol.reading import RecordData, read_record_data
     from services.protocol.s_bucket_proofs import shim_proofs_for_seed
-    from services.protocol.sector import FarmerProtocolInfo
 
     kzg, erasure = Kzg.dev(), ErasureCoding(16)
     cores = os.cpu_count() or 1
@@ -153,10 +177,7 @@ def _warm_sector() -> None:
     with tempfile.TemporaryDirectory(prefix="jit-warmup-") as directory:
         farm = Farm.open(directory, sectors=1, genesis_hash=bytes(32), max_pieces_in_sector=2)
         try:
-            info = FarmerProtocolInfo(1, 2, 5, (1, 10), 4)
-            pieces, _ = _dev_pieces(kzg, sector_piece_indexes(farm.public_key, 0, info, 2))
-            encoder = CpuRecordEncoder(erasure, shim_proofs_for_seed)
-            result = plot_sector(farm.public_key, 0, info, 2, pieces, encoder, executor=pool)
+            result = _plot_throwaway_sector(farm.public_key, kzg, erasure, pool)
             farm.write_sector(0, result.sector, result.metadata)
             metadata = farm.sector_metadata(0)
             contents_map = farm.read_contents_map(0)
@@ -187,28 +208,36 @@ def _warm_sector() -> None:
         raise RuntimeError("the warm-up solution's chunk witness does not verify")
 
 
-# per part, kernels whose presence in the cache (for this CPU) means the part already ran here
-PROBES: dict[str, tuple[str, ...]] = {
-    "pos-fn": ("services.protocol.pos.fn:fn_batch",),
-    "pos-build": ("services.protocol.pos.chacha8:f1_all", "services.protocol.pos.matching:bucketize",
-                  "services.protocol.pos.matching:find_matches", "services.protocol.pos.cpu_backend:_gather_children"),
-    "pos-verify": ("services.protocol.pos.verify:verify_packed",),
-    "sector": ("services.protocol.plotting:_select_chunks", "services.protocol.sector_writer:_gather_s_buckets",
-               "services.protocol.auditing:_audit_ranges_kernel", "services.protocol.reading:_chunks_before",
-               "services.protocol.erasure:_fold_to_coset", "services.protocol.ntt:_ntt_batch",
-               "services.farm.audit:_locate_s_buckets"),
-    "pieces": ("services.protocol.piece_batch:_accumulate_record",),
-    "pos-proofs": ("services.protocol.pos.proofs:first_proofs_for_challenges",
-                   "services.protocol.pos.proofs:proofs_for_entries"),
-}
+class Part(NamedTuple):
+    warm: Callable[[], None]
+    probes: tuple[str, ...]  # kernels whose presence in the cache (for this CPU) means it ran here
+    after: tuple[str, ...] = ()  # parts whose kernels it loads from the cache
 
-WARMERS: dict[str, Callable[[], None]] = {
-    "pos-fn": _warm_pos_fn, "sector": _warm_sector, "pos-verify": _warm_pos_verify, "pos-build": _warm_pos_build,
-    "pieces": _warm_pieces, "pos-proofs": _warm_pos_proofs,
+
+PARTS: dict[str, Part] = {  # in start order
+    "pos-fn": Part(_warm_pos_fn, ("services.protocol.pos.fn:fn_batch",)),
+    "pieces": Part(_warm_pieces, ("services.protocol.piece_batch:_accumulate_record",)),
+    "pos-build": Part(_warm_pos_build, (
+        "services.protocol.pos.chacha8:f1_all", "services.protocol.pos.matching:bucketize",
+        "services.protocol.pos.matching:find_matches", "services.protocol.pos.cpu_backend:_gather_children")),
+    "plot": Part(_warm_plot, (
+        "services.protocol.plotting:_select_chunks", "services.protocol.sector_writer:_gather_s_buckets",
+        "services.protocol.auditing:_hash_messages_kernel")),
+    "pos-proofs": Part(_warm_pos_proofs, ("services.protocol.pos.proofs:first_proofs_for_challenges",
+                                          "services.protocol.pos.proofs:proofs_for_entries"),
+                       after=("pos-fn", "pos-build")),
+    "prove": Part(_warm_prove, (
+        "services.protocol.auditing:_audit_ranges_kernel", "services.farm.audit:_locate_s_buckets",
+        "services.protocol.reading:_chunks_before", "services.protocol.erasure:_fold_to_coset",
+        "services.protocol.ntt:_ntt_batch"), after=("plot",)),
+    "pos-verify": Part(_warm_pos_verify, ("services.protocol.pos.verify:verify_packed",)),
 }
-# parts of one stage compile different kernels and run at once; a later stage needs the kernels
-# of the earlier ones in the cache (the whole table build, then the proof search on its tables)
-STAGES: tuple[tuple[str, ...], ...] = (("pos-fn", "sector", "pos-verify", "pos-build", "pieces"), ("pos-proofs",))
+# what a role needs compiled before it starts (it would compile the rest itself, on its own)
+NEEDED_BY: dict[str, tuple[str, ...]] = {
+    "plot-server": ("pos-fn", "pos-build", "pos-proofs", "plot"),
+    "proof-server": ("pos-fn", "pos-build", "pos-proofs", "plot", "prove"),
+}
+WARMERS: dict[str, Callable[[], None]] = {name: part.warm for name, part in PARTS.items()}
 
 
 def _in_cache(probe: str) -> bool:
@@ -227,8 +256,8 @@ def _in_cache(probe: str) -> bool:
 
 
 def cold_parts() -> list[str]:
-    """Parts with a kernel missing from the cache."""
-    return [part for part, probes in PROBES.items() if not all(_in_cache(p) for p in probes)]
+    """Parts with a kernel missing from the cache, in start order."""
+    return [name for name, part in PARTS.items() if not all(_in_cache(p) for p in part.probes)]
 
 
 def _emit(event: str, **fields: object) -> None:
@@ -242,10 +271,10 @@ def run_part(name: str) -> float:
     return time.monotonic() - started
 
 
-def run_stages(stages: tuple[tuple[str, ...], ...], jobs: int) -> int:
-    """Stage after stage; each part of a stage in its own process, ``jobs`` at a time (in the
-    order given: longest first); 0 when all ran. A part's output is passed through when it ends."""
-    from concurrent.futures import ThreadPoolExecutor
+def run_parts(parts: list[str], jobs: int) -> int:
+    """Each part in its own process, ``jobs`` at a time, in order, a part only once the parts it
+    builds on are done; 0 when all ran. A part's output is passed through when it ends."""
+    from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
@@ -259,18 +288,34 @@ def run_stages(stages: tuple[tuple[str, ...], ...], jobs: int) -> int:
         return name, proc.returncode, errors[-1] if errors else ""
 
     started = time.monotonic()
-    for parts in stages:
-        if not parts:
-            continue
-        with ThreadPoolExecutor(max(1, jobs)) as pool:
-            results = list(pool.map(one, parts))
-        failed = [(name, code, reason) for name, code, reason in results if code != 0]
-        if failed:
-            reasons = "; ".join(reason or f"part {name} exited with status {code}" for name, code, reason in failed)
-            print(f"error: jit warm-up failed: {reasons}", file=sys.stderr, flush=True)
-            return 1
-    seconds = round(time.monotonic() - started, 1)
-    _emit("jit warm-up done", seconds=seconds, jobs=jobs,
+    pending = list(parts)
+    done: set[str] = {name for name in PARTS if name not in parts}  # cached already
+    failed: list[tuple[str, int, str]] = []
+    with ThreadPoolExecutor(max(1, jobs)) as pool:
+        running = set()
+        while pending or running:
+            while not failed and len(running) < max(1, jobs):
+                ready = next((n for n in pending if all(d in done for d in (PARTS[n].after if n in PARTS else ()))),
+                             None)
+                if ready is None:
+                    break
+                pending.remove(ready)
+                running.add(pool.submit(one, ready))
+            if not running:
+                break
+            finished, running = wait(running, return_when=FIRST_COMPLETED)
+            for future in finished:
+                name, code, reason = future.result()
+                if code == 0:
+                    done.add(name)
+                else:
+                    failed.append((name, code, reason))
+    if failed or pending:
+        reasons = "; ".join(reason or f"part {name} exited with status {code}" for name, code, reason in failed)
+        print(f"error: jit warm-up failed: {reasons or 'parts left: ' + ', '.join(pending)}", file=sys.stderr,
+              flush=True)
+        return 1
+    _emit("jit warm-up done", seconds=round(time.monotonic() - started, 1), jobs=jobs,
           cache_dir=os.environ.get("NUMBA_CACHE_DIR") or "__pycache__ beside the sources")
     return 0
 
@@ -278,7 +323,7 @@ def run_stages(stages: tuple[tuple[str, ...], ...], jobs: int) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m services.jit_warmup", description=__doc__.split("\n\n")[0])
     parser.add_argument("--part", choices=tuple(WARMERS), help="run this part in this process only")
-    parser.add_argument("--jobs", type=int, default=None, help="parts compiled at once (default: CPU count, max 3)")
+    parser.add_argument("--jobs", type=int, default=None, help="parts compiled at once (default: the CPU count)")
     args = parser.parse_args(argv)
     if args.part is not None:
         from services.logs import configure_logging
@@ -291,19 +336,17 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         _emit("jit warm-up part done", part=args.part, seconds=round(seconds, 1))
         return 0
-    jobs = args.jobs if args.jobs is not None else min(max(map(len, STAGES)), os.cpu_count() or 1)
+    jobs = args.jobs if args.jobs is not None else os.cpu_count() or 1
     if jobs < 1:
         parser.error("--jobs must be at least 1")
     started = time.monotonic()
-    cold = set(cold_parts())
-    stages = tuple(tuple(part for part in stage if part in cold) for stage in STAGES)
+    cold = cold_parts()
     if not cold:
         _emit("jit warm-up done", seconds=round(time.monotonic() - started, 1), cached=True,
               cache_dir=os.environ.get("NUMBA_CACHE_DIR") or "__pycache__ beside the sources")
         return 0
-    _emit("jit warm-up started", stages=[list(stage) for stage in stages if stage], jobs=jobs,
-          cached=sorted(set(WARMERS) - cold))
-    return run_stages(stages, jobs)
+    _emit("jit warm-up started", parts=cold, jobs=jobs, cached=[name for name in PARTS if name not in cold])
+    return run_parts(cold, jobs)
 
 
 if __name__ == "__main__":

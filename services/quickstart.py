@@ -307,11 +307,14 @@ def warmup_command() -> list[str]:
 
 
 # the order programs start in; each stage starts when the condition named here holds
+# (services.quickstart_run.Runner.stage_ready; the PoS roles need the kernels of
+# services.jit_warmup.NEEDED_BY in the cache, else each would compile them itself, at once)
 STAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("at once", ("nats-server", WARMUP)),
     ("once NATS accepts connections", ("dev-node",)),
     ("once the dev node's RPC listens", ("controller", "sharded-cache", "full-piece-sharded-cache", "plot-client")),
-    ("once the JIT warm-up is done", ("plot-server", "proof-server")),
+    ("once the warm-up compiled the plotting kernels", ("plot-server",)),
+    ("once the warm-up compiled the proving kernels", ("proof-server",)),
 )
 
 

@@ -172,6 +172,7 @@ class Progress:
     metrics: dict[str, float] = field(default_factory=dict)
     blocks: int = 0
     warmup: str = "pending"
+    warmup_parts: set[str] = field(default_factory=set)  # parts compiled (or found in the cache)
     errors_shown: dict[str, int] = field(default_factory=dict)
     plotting: dict[str, str] = field(default_factory=dict)
 
@@ -321,8 +322,10 @@ def _dev_node_milestones(progress: Progress, event: str, record: dict) -> None:
 def _warmup_milestones(progress: Progress, event: str, record: dict) -> None:
     if event == "jit warm-up started":
         progress.warmup = "compiling"
+        progress.warmup_parts.update(record.get("cached") or ())
     elif event == "jit warm-up part done":
-        progress.warmup = f"compiling ({record.get('part')} done)"
+        progress.warmup_parts.add(str(record.get("part")))
+        progress.warmup = f"compiling ({len(progress.warmup_parts)} parts done)"
     elif event == "jit warm-up done":
         progress.warmup = "done"
         progress.reach("warmup-done", f"numba kernels compiled / loaded from the cache in {record.get('seconds')} s")

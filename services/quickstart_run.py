@@ -191,7 +191,7 @@ class Runner:
         self.progress = Progress(emit=lambda text: print(text, flush=True))
         self.programs = set(followers)
         self.started: set[str] = set()
-        self.stage = 0
+        self.stages_started: set[int] = set()
         self.nats_up = False
         self.rpc_up = False
         self.warmup_done = not config.jit_warmup
@@ -268,26 +268,29 @@ class Runner:
         if todo:
             self.progress.say(f"started {', '.join(todo)}")
 
+    def warmup_ready(self, role: str) -> bool:
+        """The kernels ``role`` needs are in the cache (or there is no warm-up)."""
+        from services.jit_warmup import NEEDED_BY
+
+        return self.warmup_done or set(NEEDED_BY.get(role, ())) <= self.progress.warmup_parts
+
+    def stage_ready(self, index: int) -> bool:
+        """Whether stage ``index`` of :data:`services.quickstart.STAGES` may start."""
+        return (True, self.nats_up, self.rpc_up, self.nats_up and self.warmup_ready("plot-server"),
+                self.nats_up and self.warmup_ready("proof-server"))[index]
+
     async def _advance_stages(self) -> None:
-        if self.stage == 0:
-            self._start(STAGES[0][1])
-            self.stage = 1
-        if not self.nats_up and await _port_open(self.layout.nats_port):
+        if not self.nats_up and "nats-server" in self.started and await _port_open(self.layout.nats_port):
             self.nats_up = True
             self.progress.reach("nats", f"nats-server accepts connections on {self.layout.nats_url}")
             self._members_task = asyncio.ensure_future(self._follow_members())
-        if self.stage == 1 and self.nats_up:
-            self._start(STAGES[1][1])
-            self.stage = 2
-        if self.stage >= 2 and not self.rpc_up and await _port_open(self.layout.rpc_port):
+        if not self.rpc_up and "dev-node" in self.started and await _port_open(self.layout.rpc_port):
             self.rpc_up = True
             self.progress.reach("rpc", f"dev node RPC listens on {self.layout.rpc_url}")
-        if self.stage == 2 and self.rpc_up:
-            self._start(STAGES[2][1])
-            self.stage = 3
-        if self.stage == 3 and self.warmup_done and self.nats_up:
-            self._start(STAGES[3][1])
-            self.stage = 4
+        for index, (_, names) in enumerate(STAGES):
+            if index not in self.stages_started and self.stage_ready(index):
+                self.stages_started.add(index)
+                self._start(names)
 
     # ---- what happened to the programs
 

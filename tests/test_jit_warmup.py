@@ -25,8 +25,8 @@ def _run(cache: Path, *args: str) -> subprocess.CompletedProcess:
 @pytest.mark.slow
 def test_a_part_fills_an_empty_cache_and_is_then_seen_as_cached(tmp_path):
     cache = tmp_path / "numba"
-    probe = ("import json; from services import jit_warmup; "
-             "print(json.dumps({p: all(map(jit_warmup._in_cache, jit_warmup.PROBES[p])) for p in jit_warmup.PROBES}))")
+    probe = ("import json; from services import jit_warmup as w; "
+             "print(json.dumps({n: all(map(w._in_cache, p.probes)) for n, p in w.PARTS.items()}))")
     check = [sys.executable, "-c", probe]
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "NUMBA_CACHE_DIR": str(cache)}
     before = json.loads(subprocess.run(check, cwd=REPO_ROOT, capture_output=True, text=True, env=env,
@@ -37,7 +37,7 @@ def test_a_part_fills_an_empty_cache_and_is_then_seen_as_cached(tmp_path):
     assert json.loads(done.stdout.splitlines()[-1])["event"] == "jit warm-up part done"
     after = json.loads(subprocess.run(check, cwd=REPO_ROOT, capture_output=True, text=True, env=env,
                                       check=True).stdout)
-    assert after == {part: part == "pos-build" for part in jit_warmup.PROBES}
+    assert after == {part: part == "pos-build" for part in jit_warmup.PARTS}
     assert any(cache.rglob("chacha8.f1_all-*.nbi")) and any(cache.rglob("*.nbc"))
 
 
@@ -50,11 +50,17 @@ def test_a_failing_part_is_one_error_line(monkeypatch, capsys):
     assert capsys.readouterr().err.strip() == "error: jit warm-up part broken: RuntimeError: no compiler"
 
 
-def test_every_part_has_probes_and_a_stage():
-    staged = [part for stage in jit_warmup.STAGES for part in stage]
-    assert sorted(staged) == sorted(jit_warmup.WARMERS) == sorted(jit_warmup.PROBES)
+def test_parts_come_after_what_they_build_on_and_roles_name_real_parts():
+    order = list(jit_warmup.PARTS)
+    for name, part in jit_warmup.PARTS.items():
+        assert part.probes, name
+        assert all(order.index(dep) < order.index(name) for dep in part.after), name
+    for role, needed in jit_warmup.NEEDED_BY.items():
+        assert set(needed) <= set(order), role
+        for name in needed:  # what a part builds on is needed too
+            assert set(jit_warmup.PARTS[name].after) <= set(needed), (role, name)
 
 
-def test_a_failed_stage_names_the_part(capsys):
-    assert jit_warmup.run_stages((("no-such-part",),), jobs=1) == 1
+def test_a_failed_part_is_named_and_stops_the_rest(capsys):
+    assert jit_warmup.run_parts(["no-such-part"], jobs=1) == 1
     assert capsys.readouterr().err.strip() == "error: jit warm-up failed: part no-such-part exited with status 2"

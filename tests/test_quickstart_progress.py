@@ -108,3 +108,13 @@ def test_waiting_for_names_the_first_missing_step_and_its_logs():
     progress.observe_members({"c": {"role": "sharded-cache", "capacity": {"pieces": 1}},
                               "p": {"role": "plot-client", "capacity": {"plotted": 0, "sectors": 2}}})
     assert waiting_for(progress, running) == ("the first plotted sector", ("plot-client", "plot-server"))
+
+
+def test_warmup_parts_done_are_tracked(tmp_path):
+    progress, _ = _progress()
+    log = tmp_path / "jit-warmup.log"
+    progress.observe("jit-warmup", {"event": "jit warm-up started", "parts": ["pos-fn", "plot"],
+                                    "cached": ["pieces", "pos-build"]}, log)
+    progress.observe("jit-warmup", {"event": "jit warm-up part done", "part": "plot", "seconds": 9.0}, log)
+    assert progress.warmup_parts == {"pieces", "pos-build", "plot"}
+    assert progress.warmup == "compiling (3 parts done)"
