@@ -9,8 +9,9 @@ Variants (each a new data dir; the quickstart is run as a user runs it):
   warm            the cache the previous cold run filled (or $NUMBA_CACHE_DIR when run alone)
 
 For each run it prints the seconds at which each milestone line appeared (the quickstart's own
-``[ t s] ...`` lines), the total, and the load average before and after: figures from a busy
-machine are noisy.
+``[ t s] ...`` lines), the total, the CPU seconds all its processes used (a figure a busy
+machine inflates less than wall time), and the load average before and after: wall times from a
+busy machine are noisy.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import resource
 import subprocess
 import sys
 import tempfile
@@ -27,6 +29,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 MILESTONE = re.compile(r"^\[\s*([0-9.]+)s\] (?!\|)(.*)$")
 SHOWN = ("nats-server accepts", "dev node RPC listens", "segment 0 archived", "numba kernels", "started plot-server",
+         "started proof-server",
          "caches hold", "self-test", "plot-server ready", "is being plotted", "first sector plotted", "first audit",
          "submitted its first solution", "first solution received", "block 1 authored", "first block of this run")
 
@@ -35,17 +38,20 @@ def run_once(label: str, numba_cache: Path, work: Path, timeout_s: int, extra: l
     data = work / f"data-{label}"
     env = {**os.environ, "PYTHONPATH": str(ROOT), "NUMBA_CACHE_DIR": str(numba_cache)}
     load_before = os.getloadavg()[0]
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.monotonic()
     proc = subprocess.run([sys.executable, "-m", "services", "quickstart", "--data-dir", str(data),
                            "--exit-after-blocks", "1", "--timeout", str(timeout_s), "--progress-interval", "30", *extra],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout_s + 300)
     total = time.monotonic() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)  # every process of the run, reaped by its parent
+    cpu_s = (after.ru_utime - usage.ru_utime) + (after.ru_stime - usage.ru_stime)
     milestones = []
     for line in proc.stdout.splitlines():
         m = MILESTONE.match(line)
         if m and any(key in m.group(2) for key in SHOWN):
             milestones.append((float(m.group(1)), m.group(2)))
-    return {"label": label, "code": proc.returncode, "total_s": total, "milestones": milestones,
+    return {"label": label, "code": proc.returncode, "total_s": total, "milestones": milestones, "cpu_s": cpu_s,
             "load": (load_before, os.getloadavg()[0]), "stderr": proc.stderr.strip().splitlines()[-3:]}
 
 
@@ -53,7 +59,8 @@ def report(result: dict) -> None:
     first = next((t for t, text in result["milestones"] if "first block of this run" in text), None)
     print(f"== {result['label']}: exit {result['code']}, first block at "
           f"{'-' if first is None else f'{first:.1f} s'}, process {result['total_s']:.1f} s (stop included), "
-          f"load {result['load'][0]:.1f} -> {result['load'][1]:.1f}")
+          f"CPU {result['cpu_s']:.0f} s in all processes (/{os.cpu_count()} cores = "
+          f"{result['cpu_s'] / (os.cpu_count() or 1):.0f} s), load {result['load'][0]:.1f} -> {result['load'][1]:.1f}")
     for t, text in result["milestones"]:
         print(f"  {t:7.1f} s  {text[:110]}")
     if result["code"] != 0:
