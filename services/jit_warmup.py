@@ -19,7 +19,7 @@ Parts (each runnable alone with ``--part NAME``), started in this order as worke
 * ``plot``: plotting a 2-piece sector with the dev KZG setup and the shim PoS on a thread pool
   (erasure extension, mask hashes, chunk selection, sector writer);
 * ``pos-proofs`` (after pos-fn and pos-build): K=17 tables (the kernels take K at run time, so
-  they are the K=20 kernels), first proofs of every s-bucket, proof search, one proof verified;
+  they are the K=20 kernels), first proofs of every s-bucket, proof search;
 * ``prove`` (after plot): that sector written into a throwaway farm and audited there (the
   farm's mmap audit), a winner proven from the farm's view and from a copy of its record data,
   as the plot-client and the proof-server do (erasure recovery, NTTs split over threads, KZG
@@ -95,16 +95,11 @@ def _warm_pos_verify() -> None:
 def _warm_pos_proofs() -> None:
     from services.protocol import pos
 
-    seed = bytes(range(32))
-    tables = pos.create_tables(seed, k=17, backend="cpu")
+    tables = pos.create_tables(bytes(range(32)), k=17, backend="cpu")
     tables.find_proofs_for_all_s_buckets()
-    for challenge_index in range(64):
-        proofs = tables.find_proofs(challenge_index)
-        if proofs:
-            if not pos.verify(seed, challenge_index, proofs[0], k=17):
-                raise RuntimeError("a K=17 proof found by the tables does not verify")
-            return
-    raise RuntimeError("no K=17 proof among 64 challenges")
+    # the search only (verification is part pos-verify, compiled in parallel)
+    if not any(tables.find_proofs(challenge_index) for challenge_index in range(64)):
+        raise RuntimeError("no K=17 proof among 64 challenges")
 
 
 def _dev_pieces(kzg, indexes) -> tuple[dict[int, bytes], bytes]:  # noqa: ANN001
