@@ -31,9 +31,27 @@ class DataDirBusy(Exception):
     def __init__(self, data_dir: str, holder: dict) -> None:
         self.data_dir = data_dir
         self.holder = holder
+        pid, supervisord = holder.get("pid"), holder.get("supervisord_pid")
+        if _alive(pid, holder) is False and supervisord and _alive(supervisord, holder):
+            how = (f"its quickstart (pid {pid}) is gone but its supervisord still runs the cluster: stop it "
+                   f"with kill {supervisord}")
+        else:
+            how = f"stop that one first (Ctrl-C in its terminal, or kill {pid or '<its pid>'})"
         super().__init__(f"data dir {data_dir} is in use by another quickstart ({describe_holder(holder)}); "
-                         f"stop that one first (Ctrl-C in its terminal, or kill {holder.get('pid', '<its pid>')}) "
-                         f"or choose another --data-dir")
+                         f"{how}, or choose another --data-dir")
+
+
+def _alive(pid: object, holder: dict) -> bool | None:
+    """Whether process ``pid`` of the holder runs (None: on another host, or unknown)."""
+    if not isinstance(pid, int) or holder.get("host") != socket.gethostname():
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def describe_holder(holder: dict) -> str:

@@ -25,7 +25,7 @@ def test_second_lock_is_refused_naming_the_holder(tmp_path):
         message = str(busy.value)
         assert message.startswith(f"data dir {tmp_path} is in use by another quickstart (pid {os.getpid()} on ")
         assert "supervisord pid 4242" in message and "started 20" in message
-        assert f"kill {os.getpid()}" in message and "or choose another --data-dir" in message
+        assert f"kill {os.getpid()})" in message and message.endswith(", or choose another --data-dir")
         assert busy.value.holder["pid"] == os.getpid()
     finally:
         first.release()
@@ -51,6 +51,20 @@ def test_lock_dies_with_its_holder(tmp_path):
         proc.kill()
         proc.wait()
     DataDirLock(tmp_path).acquire().release()
+
+
+def test_a_gone_quickstart_whose_supervisord_runs_is_named(tmp_path):
+    """Killed with -9, the quickstart leaves supervisord holding the lock: say which pid to stop."""
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    lock = DataDirLock(tmp_path).acquire()
+    try:
+        lock.update(pid=int(gone.stdout), supervisord_pid=os.getpid())  # "supervisord": this live process
+        with pytest.raises(DataDirBusy) as busy:
+            DataDirLock(tmp_path).acquire()
+        assert (f"its quickstart (pid {int(gone.stdout)}) is gone but its supervisord still runs the cluster: "
+                f"stop it with kill {os.getpid()}, or choose another --data-dir") in str(busy.value)
+    finally:
+        lock.release()
 
 
 def test_holder_without_details_yet(tmp_path):
