@@ -363,7 +363,10 @@ def _quickstart(args: argparse.Namespace, dry_run: bool) -> int:
     from services import quickstart
 
     config = quickstart.from_args(args, dry_run, log_level=parse_log_level(getattr(args, "log_level", "info")))
-    return _print_or_run(config, dry_run, quickstart.run)
+    if dry_run:
+        print(quickstart.dry_run_report(config))  # the configuration and the plan: stages, command lines
+        return 0
+    return int(quickstart.run(config))
 
 
 def _export_piece(args: argparse.Namespace, dry_run: bool) -> int:

@@ -1,22 +1,22 @@
-"""``autonomys-farmer quickstart``: the generated supervisord/nats configs, and the real frame
-(supervisord + nats-server + dev node + controller) starting and stopping without orphans."""
+"""``autonomys-farmer quickstart``: the plan and the generated supervisord/nats configs, the real
+frame (supervisord + nats-server) starting and stopping without orphans, and real quickstart
+processes: SIGTERM, --timeout, a role that cannot start (fail fast, naming its log and reason).
+The whole cluster farming its first block is tests/test_quickstart_e2e.py."""
 
 from __future__ import annotations
 
 import json
-import os
 import signal
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
-from services import cli, quickstart
+from quickstart_processes import REPO_ROOT, processes_mentioning, read_until, start_quickstart, wait_port
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+from services import cli, quickstart
+from services.quickstart_supervisor import SupervisorControl, start_supervisord, stop_supervisord
 
 
 def _config(tmp_path: Path, *extra: str) -> quickstart.QuickstartConfig:
@@ -24,41 +24,21 @@ def _config(tmp_path: Path, *extra: str) -> quickstart.QuickstartConfig:
     return quickstart.from_args(args, dry_run=False)
 
 
-def _processes_mentioning(text: str) -> list[str]:
-    """Command lines of live processes (other than us) that mention ``text``."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        if text in cmdline:
-            found.append(f"{entry.name}: {cmdline}")
-    return found
-
-
-def _wait_port(port: int, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.1)
-    raise AssertionError(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
-
-
-def test_dry_run_prints_config_and_creates_nothing(capsys, tmp_path):
+def test_dry_run_prints_config_and_plan_and_creates_nothing(capsys, tmp_path):
     data = tmp_path / "qs"
     code = cli.main(["quickstart", "--data-dir", str(data), "--exit-after-blocks", "3", "--timeout", "600",
                      "--slot-duration-ms", "2000", "--dry-run"])
     out, err = capsys.readouterr()
     assert code == 0, err
-    config = json.loads(out)
-    assert config["data_dir"] == str(data)
-    assert (config["exit_after_blocks"], config["timeout_s"], config["slot_duration_ms"]) == (3, 600.0, 2000)
+    report = json.loads(out)
+    assert report["data_dir"] == str(data)
+    assert (report["exit_after_blocks"], report["timeout_s"], report["slot_duration_ms"]) == (3, 600.0, 2000)
+    stages = report["plan"]["stages"]
+    assert stages[0] == {"when": "at once", "start": ["nats-server", "jit-warmup"]}
+    assert stages[1]["start"] == ["dev-node"] and stages[2]["start"][0] == "controller"
+    programs = report["plan"]["programs"]
+    assert "--slot-duration-ms 2000" in " ".join(programs["dev-node"]["command"])
+    assert programs["controller"]["log"] == str(data / "logs" / "controller.log")
     assert not data.exists()
 
 
@@ -70,147 +50,128 @@ def test_default_data_dir_is_dot_data(capsys, tmp_path, monkeypatch):
 
 def test_generated_configs(tmp_path):
     config = _config(tmp_path, "--slot-duration-ms", "1500", "--sectors", "3")
-    layout = quickstart.make_layout(config, ("sharded-cache", "plot-server", "proof-server", "plot-client"))
+    roles = ("sharded-cache", "plot-server", "proof-server", "plot-client")
+    layout = quickstart.make_layout(config, roles)
     conf = quickstart.prepare(config, layout)
 
     from supervisor.options import ServerOptions
 
     options = ServerOptions()
     options.realize(args=["-c", str(conf)])
-    programs = sorted((g.priority, p.name, p.command) for g in options.process_group_configs for p in g.process_configs)
-    names = [name for _, name, _ in programs]
-    assert names[:3] == ["nats-server", "dev-node", "controller"]
-    assert set(names[3:]) == {"sharded-cache", "plot-server", "proof-server", "plot-client"}
-    commands = {name: command for _, name, command in programs}
+    programs = sorted((g.priority, p.name, p.command, p) for g in options.process_group_configs
+                      for p in g.process_configs)
+    names = [name for _, name, _, _ in programs]
+    # start (priority) order: stop order is the reverse, NATS last
+    assert names == ["nats-server", "jit-warmup", "dev-node", "controller", "sharded-cache", "plot-client",
+                     "plot-server", "proof-server"]
+    commands = {name: command for _, name, command, _ in programs}
     data = config.data_dir
     assert f"-c {data}/nats/nats-server.conf" in commands["nats-server"]
     assert f"dev-node --data-dir {data}/node --rpc-listen-on 127.0.0.1:{layout.rpc_port}" in commands["dev-node"]
-    assert "--slot-duration-ms 1500" in commands["dev-node"]
+    assert "--slot-duration-ms 1500" in commands["dev-node"] and "--block-authoring-delay 6" in commands["dev-node"]
+    assert f"--solution-range {quickstart.default_solution_range(3, 4)}" in commands["dev-node"]
     assert f"--nats-server nats://127.0.0.1:{layout.nats_port}" in commands["controller"]
     assert f"--node-rpc-url ws://127.0.0.1:{layout.rpc_port}" in commands["controller"]
     assert f"path={data}/farms/farm-0,sectors=3" in commands["plot-client"]
-    for group in options.process_group_configs:
-        for process in group.process_configs:
-            assert process.stdout_logfile.startswith(f"{data}/logs/")
-            assert process.redirect_stderr and process.autorestart
+    assert f"--prometheus-listen-on {layout.metrics_address('plot-client')}" in commands["plot-client"]
+    for _, name, _, process in programs:
+        assert process.stdout_logfile == f"{data}/logs/{name}.log"
+        assert process.redirect_stderr and not process.autostart  # the quickstart starts them in stages
+        # the warm-up runs once; the daemons are restarted by supervisord once the cluster farms
+        assert (process.autorestart is False) == (name == "jit-warmup"), name
     nats = (Path(data) / "nats" / "nats-server.conf").read_text()
     assert "jetstream {" in nats and f"{data}/nats/jetstream" in nats
     assert f"max_payload: {3 * 1024 * 1024}" in nats
     assert f":{layout.nats_port}" in nats
-    # every program's command line is valid for our own CLI
+    # every program's command line is valid for our own CLI (the warm-up is a module of its own)
     for name, command in commands.items():
         words = command.split()
         if words[1:3] == ["-m", "services"]:
             assert cli.main([*words[3:], "--dry-run"]) == 0, name
+    assert commands["jit-warmup"].split()[1:] == ["-m", "services.jit_warmup"]
 
 
-def test_supervisord_frame_starts_and_stops_without_orphans(tmp_path):
-    """Real supervisord running the real nats-server from the generated config."""
+def test_supervisord_frame_starts_in_stages_and_stops_without_orphans(tmp_path):
+    """Real supervisord, the real nats-server started over its XML-RPC socket."""
     config = _config(tmp_path)
     layout = quickstart.make_layout(config, ())
-    quickstart.prepare(config, layout)
-    commands = quickstart.program_commands(config, layout)
-    layout.supervisord_conf.write_text(
-        quickstart.render_supervisord_config(layout, {"nats-server": commands["nats-server"]}))
-    proc = quickstart.start_supervisord(layout)
+    conf = quickstart.prepare(config, layout)
+    proc = start_supervisord(conf, layout.data_dir, REPO_ROOT)
     try:
-        _wait_port(layout.nats_port, 30)
-        assert _processes_mentioning(config.data_dir)
+        control = SupervisorControl(layout.data_dir)
+        control.wait_ready(proc)
+        assert control.states()["nats-server"] == "STOPPED"  # nothing starts on its own
+        control.start("nats-server")
+        wait_port(layout.nats_port, 30)
+        assert processes_mentioning(config.data_dir)
     finally:
-        code = quickstart.stop_supervisord(proc)
+        code = stop_supervisord(proc)
     assert code == 0
-    assert _processes_mentioning(config.data_dir) == []
+    assert processes_mentioning(config.data_dir) == []
     log = (Path(config.data_dir) / "logs" / "supervisord.log").read_text()
     assert "stopped: nats-server (exit status 0)" in log
-
-
-def _start_quickstart(data: Path, *extra: str) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-m", "services", "quickstart", "--data-dir", str(data), "--progress-interval", "1", *extra],
-        cwd=REPO_ROOT, env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
 
 
 @pytest.mark.integration
 @pytest.mark.slow
 def test_quickstart_runs_until_sigterm(tmp_path):
     data = tmp_path / "data"
-    proc = _start_quickstart(data)
+    proc = start_quickstart(data, "--no-jit-warmup")
     try:
-        deadline = time.monotonic() + 120
-        lines: list[str] = []
-        # wait for a progress line showing the dev node answering dev_status
-        while time.monotonic() < deadline:
-            line = proc.stdout.readline()
-            if not line:
-                break
-            lines.append(line)
-            if line.startswith("[") and "node=starting" not in line:
-                break
-        assert any(line.startswith("[") and "node=starting" not in line for line in lines), "".join(lines)
+        lines = read_until(proc, lambda line: "dev node RPC listens" in line, "the dev node's RPC")
+        assert any("started nats-server" in line for line in lines)
         layout = json.loads((data / "quickstart.json").read_text())["layout"]
-        _wait_port(layout["nats_port"], 10)
+        wait_port(layout["nats_port"], 10)
         proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=150)
+        out, err = proc.communicate(timeout=200)
     finally:
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == 0, err
     assert "SIGTERM received; stopping" in out
     assert "stopped (supervisord exit status 0)" in out
-    assert _processes_mentioning(str(data)) == []
+    assert processes_mentioning(str(data)) == []
     assert (data / "node").is_dir() and (data / "logs" / "dev-node.log").is_file()
-
-
-@pytest.mark.integration
-@pytest.mark.slow
-def test_exit_after_blocks_counts_blocks_jsonl(tmp_path):
-    """The exit condition reads the dev node's blocks.jsonl. No farmer role runs yet, so this test
-    appends two records itself once the node is up (what it checks is the launcher, not mining)."""
-    data = tmp_path / "data"
-    proc = _start_quickstart(data, "--exit-after-blocks", "2", "--timeout", "150")
-    try:
-        lines: list[str] = []
-        while True:
-            line = proc.stdout.readline()
-            assert line, "".join(lines)
-            lines.append(line)
-            if line.startswith("[") and "node=starting" not in line:
-                break
-        with open(data / "node" / "blocks.jsonl", "a") as blocks:
-            blocks.write('{"test": 1}\n{"test": 2}\n')
-        out, err = proc.communicate(timeout=200)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 0, err
-    assert "blocks authored in this run (wanted 2); stopping" in out
-    assert _processes_mentioning(str(data)) == []
 
 
 @pytest.mark.integration
 @pytest.mark.slow
 def test_quickstart_timeout_exits_nonzero_with_reason(tmp_path):
     data = tmp_path / "data"
-    # 10^6 blocks cannot be authored in 10 s: the run must end by --timeout with the reason.
-    proc = _start_quickstart(data, "--exit-after-blocks", "1000000", "--timeout", "10")
+    proc = start_quickstart(data, "--no-jit-warmup", "--timeout", "8")
     try:
-        out, err = proc.communicate(timeout=200)
+        out, err = proc.communicate(timeout=250)
     finally:
         if proc.poll() is None:
             proc.kill()
-    assert proc.returncode == 1
-    assert "error: timeout after 10s" in err and "of 1000000 blocks authored" in err
+    assert proc.returncode == 1, out + err
+    assert "error: timeout after 8s with 0 blocks authored; still waiting for " in err and "; last status:" in err
     assert "stopped (supervisord exit status 0)" in out
-    assert _processes_mentioning(str(data)) == []
+    assert processes_mentioning(str(data)) == []
 
 
-def test_count_blocks(tmp_path):
-    blocks = tmp_path / "blocks.jsonl"
-    assert quickstart.count_blocks(blocks) == 0
-    blocks.write_text('{"slot": 1}\n{"slot": 2}\n\n')
-    assert quickstart.count_blocks(blocks) == 2
+@pytest.mark.integration
+@pytest.mark.slow
+def test_a_role_that_cannot_start_stops_the_quickstart_with_its_log_and_reason(tmp_path):
+    """The dev node refuses a data dir holding another chain: the quickstart names it, its log
+    and the dev node's own one-line reason, exits 1 and leaves nothing running."""
+    data = tmp_path / "data"
+    (data / "node").mkdir(parents=True)
+    (data / "node" / "chain.json").write_text(json.dumps({"genesisHash": "00" * 32, "historySeed": "other"}))
+    proc = start_quickstart(data, "--no-jit-warmup")
+    try:
+        out, err = proc.communicate(timeout=250)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 1, out + err
+    log = data / "logs" / "dev-node.log"
+    line = next(line for line in err.splitlines() if line.startswith("error: "))
+    assert line.startswith("error: dev-node exited (status 1) before the cluster authored a block: ")
+    assert "error: dev node state in" in line and "not the chain of seed 'autonomys-dev'" in line
+    assert line.endswith(f"(log {log})")
+    assert "stopped (supervisord exit status 0)" in out
+    assert processes_mentioning(str(data)) == []
 
 
 def test_scripts_quickstart_wrapper(tmp_path):
@@ -220,23 +181,32 @@ def test_scripts_quickstart_wrapper(tmp_path):
     assert json.loads(proc.stdout)["data_dir"] == str(tmp_path / "d")
 
 
-def test_failed_programs_are_reported_with_their_last_log_line(tmp_path):
-    """A program supervisord gave up on is named with its own one-line error; lines an earlier
-    run left in a reused data dir's supervisord.log do not count."""
-    layout = quickstart.Layout(data_dir=str(tmp_path), nats_port=1, nats_http_port=2, rpc_port=3, cache_port=4,
-                               full_cache_port=5, plot_server_port=6, roles=())
-    logs = tmp_path / "logs"
-    logs.mkdir()
-    old = "2026-01-01 00:00:00,000 INFO gave up: controller entered FATAL state, too many start retries too quickly\n"
-    (logs / "supervisord.log").write_text(old)
-    offset = len(old.encode())
-    assert quickstart._fatal_programs(layout, offset) == []
-    assert quickstart._fatal_programs(layout) == ["controller"]
-    with open(logs / "supervisord.log", "a") as handle:
-        handle.write("2026-01-01 00:01:00,000 INFO gave up: dev-node entered FATAL state, too many start retries\n")
-    (logs / "dev-node.log").write_text("starting\nerror: dev-node: --kzg-params /nope: file not found\n\n")
-    assert quickstart._fatal_programs(layout, offset) == ["dev-node"]
-    assert quickstart.last_log_line(layout, "dev-node") == "error: dev-node: --kzg-params /nope: file not found"
-    assert quickstart.last_log_line(layout, "controller") == "(no log written)"
-    assert "FAILED=dev-node" in quickstart.status_line(layout, 1.0, offset)
-    assert "dev-node" in quickstart.ESSENTIAL_PROGRAMS
+def test_exit_after_blocks_needs_the_farming_roles(monkeypatch, capsys, tmp_path):
+    """Without a plot-server in the build no block can come: said at once, nothing started."""
+    from services import quickstart_run
+
+    monkeypatch.setattr(quickstart_run, "available_roles", lambda: (("plot-client",), {"plot-server": "not in this build yet"}))
+    config = _config(tmp_path, "--exit-after-blocks", "1")
+    assert quickstart_run.run_quickstart(config) == 1
+    err = capsys.readouterr().err
+    assert "error: --exit-after-blocks needs plot-server, not in this build: no block can be authored" in err
+    assert not (Path(config.data_dir) / "supervisord.conf").exists()
+
+
+def test_a_role_that_does_not_import_is_a_failure(monkeypatch, capsys, tmp_path):
+    from services import quickstart_run
+
+    monkeypatch.setattr(quickstart_run, "available_roles",
+                        lambda: ((), {"proof-server": "import failed: ImportError: no module named cupy_x"}))
+    assert quickstart_run.run_quickstart(_config(tmp_path)) == 1
+    assert "error: proof-server cannot run: import failed: ImportError: no module named cupy_x" in capsys.readouterr().err
+
+
+def test_default_solution_range_gives_a_block_every_six_slots(tmp_path):
+    """P(a chunk wins) = range / 2^64; an audit reads about pieces_in_sector / 2 chunks per sector."""
+    for sectors, pieces in ((2, 4), (3, 4), (10, 1000)):
+        chance_per_slot = quickstart.default_solution_range(sectors, pieces) / 2**64 * sectors * pieces / 2
+        assert abs(chance_per_slot - 1 / 6) < 1e-9
+    assert quickstart.default_solution_range(1, 1) == int(2**64 / 6)  # at least one chunk per audit
+    assert quickstart.default_solution_range(65535, 65535) >= 1
+    assert _config(tmp_path, "--solution-range", "12345").solution_range == 12345

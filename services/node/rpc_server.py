@@ -4,7 +4,12 @@ The dev node exposes the node's farmer RPC (spec 05) through this server. It rep
 farmer can observe of Substrate's jsonrpsee server: positional params, subscription ids as
 random 16-character strings, notifications ``{"jsonrpc":"2.0","method":<notification>,
 "params":{"subscription":<id>,"result":<value>}}``, unsubscribe returning ``true``/``false``,
-and the unsafe-method gate (``-32601 "RPC call is unsafe to be called externally"``).
+and the unsafe gate: an unsafe *method* over a safe connection is answered with Substrate's
+``-32601 "RPC call is unsafe to be called externally"``; an unsafe *subscription* is answered
+with ``-32603 "Internal error"``, which is what the reference node sends (its handler returns
+without accepting the pending subscription, and jsonrpsee answers a dropped pending
+subscription with the JSON-RPC internal-error object; observed with the official
+``subspace-farmer`` over a safe connection).
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ METHOD_NOT_FOUND = -32601
 INVALID_PARAMS = -32602
 INTERNAL_ERROR = -32603
 UNSAFE_RPC_MESSAGE = "RPC call is unsafe to be called externally"
+INTERNAL_ERROR_MESSAGE = "Internal error"
 
 _ID_ALPHABET = string.ascii_letters + string.digits
 # websockets logs every connection at INFO; farmers reconnecting would flood the node's log.
@@ -140,8 +146,9 @@ class RpcServer:
     ) -> None:
         """Register a subscription kind (named by its notification method).
 
-        An ``unsafe`` subscription over a safe connection is not accepted: the call is answered
-        with the unsafe-RPC error (spec 05 leaves the exact jsonrpsee reply unverified).
+        An ``unsafe`` subscription over a safe connection is not accepted: like the reference
+        node's dropped pending subscription, the call is answered ``-32603 "Internal error"``
+        and no notification ever follows.
         """
         self._subscribe[subscribe] = _SubscriptionKind(notification, unsafe, on_unsubscribe)
         self._unsubscribe[unsubscribe] = notification
@@ -251,9 +258,10 @@ class RpcServer:
         return {"jsonrpc": "2.0", "id": req_id, "result": result}
 
     def _do_subscribe(self, conn: Connection, kind: _SubscriptionKind, params: object, name: str) -> str:
-        positional(params, 0, name)
         if kind.unsafe and not conn.unsafe_allowed:
-            raise RpcServerError(METHOD_NOT_FOUND, UNSAFE_RPC_MESSAGE)
+            # checked before the params: the reference handler returns at once, whatever it got
+            raise RpcServerError(INTERNAL_ERROR, INTERNAL_ERROR_MESSAGE)
+        positional(params, 0, name)
         sub_id = "".join(secrets.choice(_ID_ALPHABET) for _ in range(16))
         sub = Subscription(sub_id, kind.notification, conn)
         conn.subscriptions[sub_id] = sub

@@ -216,12 +216,14 @@ async def test_unsafe_methods_are_gated_on_a_safe_node(safe_node) -> None:
             ("subspace_submitRewardSignature", [{"hash": "00" * 32, "signature": None}]),
             ("subspace_acknowledgeArchivedSegmentHeader", [0]),
             ("subspace_piece", [0]),
-            ("subspace_subscribeRewardSigning", []),
             ("dev_archiveSegment", []),
         ]
         for method, params in unsafe_calls:
             reply = await conn.request(method, params)
             assert reply["error"] == {"code": -32601, "message": "RPC call is unsafe to be called externally"}, method
+        # an unsafe subscription: the reference drops the pending subscription, jsonrpsee answers -32603
+        reply = await conn.request("subspace_subscribeRewardSigning", [])
+        assert reply["error"] == {"code": -32603, "message": "Internal error"}
         assert (await call(safe_node.url, "dev_status"))["unsafeRpc"] is False
     finally:
         await conn.ws.close()
