@@ -56,6 +56,7 @@ from services.protocol.pieces import Piece
 from services.protocol.segments import SegmentHeader
 
 NODE_CONNECT_TIMEOUT_S = 60.0
+STATUS_REFRESH_S = 5.0  # membership capacity follows the counters (autonomys-farmer status)
 
 
 class ControllerService(Daemon):
@@ -74,6 +75,7 @@ class ControllerService(Daemon):
         self._tmp_dir: str | None = None
         self._membership = None
         self.counters = self.metrics.controller  # services.metrics.node.ControllerMetrics
+        self._last_slot_at = 0.0
 
     # ---- lifecycle
 
@@ -144,15 +146,39 @@ class ControllerService(Daemon):
                 role="controller",
                 instance=self.instance,
                 endpoints=[self.config.node_rpc_url],
-                capacity={"service_instances": self.config.service_instances},
+                capacity=self._capacity(),
                 version=package_version(),
             )
         )
+
+    def _capacity(self) -> dict[str, int | float | str]:
+        """The membership record's counters, for ``autonomys-farmer status``."""
+        value = self.metrics.registry.get_sample_value
+
+        def count(name: str, labels: dict | None = None) -> int:
+            return int(value(f"subspace_farmer_controller_{name}", labels or {}) or 0)
+
+        return {"service_instances": self.config.service_instances, "node_connected": count("node_connected"),
+                "last_slot": count("last_slot"), "last_slot_at": round(self._last_slot_at),
+                "solutions": count("solutions_total", {"result": "forwarded"}),
+                "rejected": count("solutions_total", {"result": "rejected"}),
+                "rewards": count("reward_signatures_total"), "segments": count("archived_segments_total")}
+
+    async def _refresh_membership(self) -> None:
+        while True:
+            await asyncio.sleep(STATUS_REFRESH_S)
+            capacity = self._capacity()
+            if self._membership is not None and capacity != self._membership.member.capacity:
+                try:
+                    await self._membership.update(capacity=capacity)
+                except Exception as exc:  # noqa: BLE001 - the next check carries it
+                    self.log.warning("membership update failed", error=str(exc) or type(exc).__name__)
 
     async def run(self) -> None:
         self.spawn(self._forward_slots(), fatal=True)
         self.spawn(self._forward_reward_signing(), fatal=True)
         self.spawn(self._forward_segment_headers(), fatal=True)
+        self.spawn(self._refresh_membership())
         await self.stop_event.wait()
 
     async def stop(self) -> None:
@@ -177,6 +203,7 @@ class ControllerService(Daemon):
         async for info in self._slot_sub:
             self.counters.slots.inc()
             self.counters.last_slot.set(info.slot_number)
+            self._last_slot_at = time.time()
             await self.bus.broadcast(SlotInfoBroadcast.build(info, self.instance), dedup_id=slot_info_dedup_id(info.slot_number))
 
     async def _forward_reward_signing(self) -> None:
