@@ -216,13 +216,18 @@ def program_commands(config: QuickstartConfig, layout: Layout) -> dict[str, list
         "controller": [*cluster, "controller", "--base-path", str(layout.path("controller")),
                        "--node-rpc-url", layout.rpc_url],
     }
+    # The dev node archives with the insecure dev KZG setup: the caches must verify with it too.
+    # The full-piece cache starts on an empty history directory and fills it from the cluster
+    # (the dev node's pieces through the controller); `autonomys-export-piece` into that directory
+    # (NODE_URL=<rpc url>) does the same up front.
     if "sharded-cache" in layout.roles:
-        commands["sharded-cache"] = [*cluster, "sharded-cache", f"path={layout.path('sharded-cache')}",
-                                     "--listen-on", f"127.0.0.1:{layout.cache_port}"]
+        commands["sharded-cache"] = [*cluster, "sharded-cache", f"path={layout.path('sharded-cache')},size=4GiB",
+                                     "--listen-on", f"127.0.0.1:{layout.cache_port}", "--kzg-params", "dev"]
     if "full-piece-sharded-cache" in layout.roles:
         commands["full-piece-sharded-cache"] = [*cluster, "full-piece-sharded-cache",
                                                 f"path={layout.path('full-piece-cache')}",
-                                                "--listen-on", f"127.0.0.1:{layout.full_cache_port}"]
+                                                "--listen-on", f"127.0.0.1:{layout.full_cache_port}",
+                                                "--kzg-params", "dev"]
     if "proof-server" in layout.roles:
         commands["proof-server"] = [*cluster, "proof-server", "--kzg-params", "dev"]  # the dev node's setup
     if "plot-server" in layout.roles:

@@ -72,6 +72,7 @@ class Member(msgspec.Struct, kw_only=True):
     instance: str
     endpoints: list[str] = []
     capacity: dict[str, int | float | str] = {}
+    labels: dict[str, str] = {}  # role-defined attributes (e.g. a cache's group)
     version: str = ""
     started_at: float = 0.0  # unix time, set by register()
     updated_at: float = 0.0  # unix time of the latest refresh

@@ -198,3 +198,40 @@ class PiecesRequest(Message):
     stream = True
     queue_group = CONTROLLER_QUEUE_GROUP
     piece_indices: list[int]
+
+
+# ---- piece locations in the caches (spec 06 find-piece(s)-in-cache; ``instance`` = the cache
+# group, ``_`` = any group). Our caches serve pieces over TCP, so a location names the cache's
+# membership instance and its data-plane endpoint rather than a (cache id, offset) pair.
+
+ANY_CACHE_GROUP = "_"
+
+
+class PieceLocation(msgspec.Struct):
+    piece_index: int
+    role: str  # "sharded-cache" | "full-piece-sharded-cache"
+    instance: str
+    endpoint: str  # tcp://HOST:PORT
+
+
+class PieceLocationResult(msgspec.Struct):
+    location: PieceLocation | None = None
+
+
+class FindPieceInCacheRequest(Message):
+    subject = "subspace.controller.*.find-piece-in-cache"
+    response = PieceLocationResult
+    queue_group = CONTROLLER_QUEUE_GROUP
+    piece_index: int
+
+
+class FindPiecesInCacheRequest(Message):
+    """Stream request: a location for every requested piece some live cache holds (others left
+    out), preferring the shard that owns the piece by rendezvous, then other shards, then
+    full-piece caches."""
+
+    subject = "subspace.controller.*.find-pieces-in-cache"
+    response = PieceLocation
+    stream = True
+    queue_group = CONTROLLER_QUEUE_GROUP
+    piece_indices: list[int]

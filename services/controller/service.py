@@ -10,8 +10,11 @@ proxies between them:
                          signatures (``subspace.controller.reward-signature``) -> node at once
                          (the node waits only 500 ms);
 * node archived segment headers -> ``subspace.controller.archived-segment-header`` broadcast,
-                         then acknowledged to the node (acknowledging is the controller's job in
-                         cluster mode);
+                         then acknowledged to the node once the live caches of its groups hold
+                         the segment's pieces (at most ``ACK_WAIT_S``, inside the node's 2-minute
+                         window; acknowledging is the controller's job in cluster mode);
+* ``find-piece(s)-in-cache``: which live cache holds which piece, with its TCP endpoint
+  (:mod:`services.controller.caches`);
 * requests: farmer app info, segment headers (answered from a local cache of the immutable
   headers, filled from the node) and pieces (the node's ``subspace_piece``; a dev node's
   ``dev_piece`` for older history, as there is no DSN here yet).
@@ -27,8 +30,13 @@ import time
 from services.bus.client import Bus
 from services.bus.membership import Member, Membership
 from services.bus.message import check_token
+from services.controller.caches import CacheDirectory
 from services.controller.messages import (
+    ANY_CACHE_GROUP,
     ArchivedSegmentHeaderBroadcast,
+    FindPieceInCacheRequest,
+    FindPiecesInCacheRequest,
+    PieceLocationResult,
     FarmerAppInfoRequest,
     FarmerAppInfoResult,
     CacheIdentify,
@@ -52,11 +60,15 @@ from services.logs import CONNECTING_TO_NODE
 from services.node.rpc_client import NodeRpcClient, RpcConnectionError, RpcError
 from services.node.rpc_server import METHOD_NOT_FOUND
 from services.node.rpc_types import MAX_SEGMENT_HEADERS_PER_REQUEST
+from services.protocol.constants import NUM_PIECES
 from services.protocol.pieces import Piece
 from services.protocol.segments import SegmentHeader
 
 NODE_CONNECT_TIMEOUT_S = 60.0
 STATUS_REFRESH_S = 5.0  # membership capacity follows the counters (autonomys-farmer status)
+ACK_WAIT_S = 110.0  # the node's archiver waits 120 s for acknowledgements (spec 05 §3)
+PIECE_FETCH_CONCURRENCY = 8  # node piece calls in flight for one pieces stream / segment prefetch
+NEWEST_SEGMENT_KEEP_S = 60.0  # the newest segment's pieces stay in memory this long after its ack
 
 
 class ControllerService(Daemon):
@@ -74,6 +86,10 @@ class ControllerService(Daemon):
         self._dev_piece_supported: bool | None = None
         self._tmp_dir: str | None = None
         self._membership = None
+        self._caches: CacheDirectory | None = None
+        # pieces of the newest archived segment, fetched from the node once (every cache asks for
+        # them at the same moment, while the node still holds the segment): index -> future
+        self._newest: dict[int, asyncio.Future] = {}
         self.counters = self.metrics.controller  # services.metrics.node.ControllerMetrics
         self._last_slot_at = 0.0
 
@@ -105,7 +121,16 @@ class ControllerService(Daemon):
             await bus.serve(SolutionNotification, self._on_solution, instance=self.instance, queue_group=self.instance),
             await bus.serve(RewardSignatureNotification, self._on_reward_signature),
         ]
-        await self._register_membership()
+        membership = await self._register_membership()
+        self._caches = CacheDirectory(bus, cfg.cache_groups)
+        await self._caches.start(membership)
+        for group in (*cfg.cache_groups, ANY_CACHE_GROUP):
+            self._services += [
+                await bus.serve(FindPieceInCacheRequest, self._on_find_piece(group), instance=group,
+                                max_concurrency=cfg.service_instances),
+                await bus.serve(FindPiecesInCacheRequest, self._on_find_pieces(group), instance=group,
+                                max_concurrency=cfg.service_instances),
+            ]
         # Ask farmers and caches to identify themselves now (spec 06 §3) rather than in 30 s.
         await bus.broadcast(FarmerIdentify())
         for group in cfg.cache_groups:
@@ -138,7 +163,7 @@ class ControllerService(Daemon):
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
 
-    async def _register_membership(self) -> None:
+    async def _register_membership(self) -> Membership:
         assert self.bus is not None
         membership = await Membership.open(self.bus)
         self._membership = await membership.register(
@@ -150,6 +175,7 @@ class ControllerService(Daemon):
                 version=package_version(),
             )
         )
+        return membership
 
     def _capacity(self) -> dict[str, int | float | str]:
         """The membership record's counters, for ``autonomys-farmer status``."""
@@ -183,6 +209,8 @@ class ControllerService(Daemon):
 
     async def stop(self) -> None:
         await self.cancel_tasks()
+        if self._caches is not None:
+            await self._caches.stop()
         if self._membership is not None:
             try:
                 await self._membership.stop()
@@ -218,14 +246,58 @@ class ControllerService(Daemon):
         async for header in self._segment_sub:
             self.counters.segments.inc()
             self._headers[header.segment_index] = header
+            self._prefetch_segment(header.segment_index)
             await self.bus.broadcast(
                 ArchivedSegmentHeaderBroadcast.build(header), dedup_id=archived_segment_dedup_id(header.segment_index)
             )
+            await self._wait_for_caches(header.segment_index)
             try:
                 await self.node.acknowledge_archived_segment_header(header.segment_index)
             except (RpcError, RpcConnectionError) as exc:
                 self.log.warning("segment acknowledgement failed", segment_index=header.segment_index, error=str(exc))
             self.log.info("archived segment announced", segment_index=header.segment_index)
+            self.spawn(self._forget_newest_later(header.segment_index))
+
+    def _prefetch_segment(self, segment_index: int) -> None:
+        """Start fetching the new segment's 256 pieces from the node (bounded concurrency)."""
+        loop = asyncio.get_running_loop()
+        first = segment_index * NUM_PIECES
+        self._newest = {first + k: loop.create_future() for k in range(NUM_PIECES)}
+        futures = self._newest
+
+        async def fetch() -> None:
+            limit = asyncio.Semaphore(PIECE_FETCH_CONCURRENCY)
+
+            async def one(index: int) -> None:
+                async with limit:
+                    try:
+                        piece = await self._node_piece(index)
+                    except Exception as exc:  # noqa: BLE001 - the requester falls back / retries
+                        piece = None
+                        self.log.warning("node piece fetch failed", piece_index=index, error=str(exc))
+                    if not futures[index].done():
+                        futures[index].set_result(piece)
+
+            await asyncio.gather(*(one(i) for i in futures))
+
+        self.spawn(fetch())
+
+    async def _forget_newest_later(self, segment_index: int) -> None:
+        await asyncio.sleep(NEWEST_SEGMENT_KEEP_S)
+        if segment_index * NUM_PIECES in self._newest:
+            self._newest = {}
+
+    async def _wait_for_caches(self, segment_index: int) -> None:
+        """Hold the acknowledgement until the caches hold the segment (bounded by ACK_WAIT_S)."""
+        assert self._caches is not None
+        started = time.monotonic()
+        reported, missing = await self._caches.wait_segment_held(segment_index, ACK_WAIT_S)
+        waited = round(time.monotonic() - started, 2)
+        if missing:
+            self.log.warning("acknowledging segment before every cache holds it", segment_index=segment_index,
+                             missing=missing, waited_s=waited)
+        elif reported:
+            self.log.info("caches hold the segment", segment_index=segment_index, caches=reported, waited_s=waited)
 
     # ---- cluster -> node
 
@@ -288,13 +360,48 @@ class ControllerService(Daemon):
         return PieceResult(piece=None if piece is None else bytes(piece))
 
     async def _on_pieces(self, msg: PiecesRequest):  # noqa: ANN201 - async generator of PieceItem
-        for index in msg.piece_indices:
-            piece = await self._get_piece(index)
-            self.counters.piece_requests.labels("missing" if piece is None else "found").inc()
-            if piece is not None:
-                yield PieceItem(piece_index=index, piece=bytes(piece))
+        indices = list(msg.piece_indices)
+        for start in range(0, len(indices), PIECE_FETCH_CONCURRENCY):  # in order, a few in flight
+            part = indices[start:start + PIECE_FETCH_CONCURRENCY]
+            for index, piece in zip(part, await asyncio.gather(*(self._get_piece(i) for i in part))):
+                self.counters.piece_requests.labels("missing" if piece is None else "found").inc()
+                if piece is not None:
+                    yield PieceItem(piece_index=index, piece=bytes(piece))
+
+    def _count_finds(self, asked: int, found: int) -> None:
+        cache = self.metrics.farmer_cache()  # the official subspace_farmer_farmer_cache_* set
+        cache.cache_find_hit.inc(found)
+        cache.cache_find_miss.inc(asked - found)
+
+    def _on_find_piece(self, group: str):  # noqa: ANN202 - handler for one cache group
+        async def handler(msg: FindPieceInCacheRequest) -> PieceLocationResult:
+            assert self._caches is not None
+            found = await self._caches.locate([msg.piece_index], group)
+            self._count_finds(1, len(found))
+            return PieceLocationResult(location=found[0] if found else None)
+
+        return handler
+
+    def _on_find_pieces(self, group: str):  # noqa: ANN202 - handler for one cache group
+        async def handler(msg: FindPiecesInCacheRequest):  # noqa: ANN202 - async generator
+            assert self._caches is not None
+            found = await self._caches.locate(list(msg.piece_indices), group)
+            self._count_finds(len(msg.piece_indices), len(found))
+            for location in found:
+                yield location
+
+        return handler
 
     async def _get_piece(self, piece_index: int) -> Piece | None:
+        """The newest segment's prefetched piece, else :meth:`_node_piece`."""
+        future = self._newest.get(piece_index)
+        if future is not None:
+            piece = await asyncio.shield(future)
+            if piece is not None:
+                return piece
+        return await self._node_piece(piece_index)
+
+    async def _node_piece(self, piece_index: int) -> Piece | None:
         """The node's ``subspace_piece``; a dev node's ``dev_piece`` for older history."""
         assert self.node is not None
         piece = await self.node.piece(piece_index)

@@ -9,7 +9,9 @@ checking the farmer's reward signature (sr25519, context ``subspace_reward``), a
 authored block in ``blocks.jsonl`` and through ``dev_status`` / ``dev_blocks`` so anyone can
 audit what it accepted.
 
-RPC beyond spec 05 (all prefixed ``dev_``): ``dev_status`` and ``dev_blocks`` (safe),
+RPC beyond spec 05 (all prefixed ``dev_``): ``dev_status``, ``dev_blocks`` and
+``dev_historyBlock`` (safe; the synthetic history block ``n`` exactly as the archiver consumed
+it, for ``autonomys-export-piece``; the dev chain has no Substrate ``chain_getBlock``),
 ``dev_archiveSegment`` (unsafe: archive the next synthetic segment now and announce it) and
 ``dev_piece`` (unsafe: any archived piece; ``subspace_piece`` keeps the node's narrow
 availability window).
@@ -435,6 +437,7 @@ class DevNode(Daemon):
         rpc.method("subspace_piece", self._rpc_piece, unsafe=True)
         rpc.method("dev_status", self._rpc_status)
         rpc.method("dev_blocks", self._rpc_blocks)
+        rpc.method("dev_historyBlock", self._rpc_history_block)
         rpc.method("dev_archiveSegment", self._rpc_archive_segment, unsafe=True)
         rpc.method("dev_piece", self._rpc_dev_piece, unsafe=True)
 
@@ -576,6 +579,18 @@ class DevNode(Daemon):
         limit = _param(check_uint, params[1], 10_000, "limit") if len(params) > 1 else 1000
         first = max(0, start - 1)
         return self.chain.blocks[first : first + limit]
+
+    async def _rpc_history_block(self, params: list, conn) -> dict | None:  # noqa: ANN001
+        """``dev_historyBlock([number])``: ``{"number", "block": hex}`` for a block that is part of
+        archived history (up to the last archived segment's last block), else null."""
+        assert self.chain is not None
+        (raw,) = positional(params, 1, "dev_historyBlock")
+        number = _param(check_uint, raw, U32_MAX, "block number")
+        headers = self.chain.segment_headers
+        if not headers or number > headers[-1].last_archived_block.number:
+            return None
+        block = await asyncio.to_thread(dev_history.history_block, self.chain.history_seed, number)
+        return {"number": number, "block": block.hex()}
 
     async def _rpc_archive_segment(self, params: list, conn) -> dict:  # noqa: ANN001
         positional(params, 0, "dev_archiveSegment")

@@ -175,7 +175,10 @@ class NodeRpcClient:
         return self
 
     async def _open(self) -> ClientConnection:
-        return await connect(self.url, max_size=self.max_message_bytes, ping_interval=20, ping_timeout=60)
+        # No permessage-deflate: a piece is a 2 MiB hex string, and compressing it costs both ends
+        # ~140 ms a piece (24 ms uncompressed, measured against the dev node).
+        return await connect(self.url, max_size=self.max_message_bytes, ping_interval=20, ping_timeout=60,
+                             compression=None)
 
     @property
     def connected(self) -> bool:

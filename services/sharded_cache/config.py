@@ -10,6 +10,9 @@ import argparse
 
 import msgspec
 
+from services.cache import config as cache_config
+from services.cache.config import DEFAULT_STALL_TIMEOUT_S
+
 from services.config import CacheRoleConfig, CommonArgs, add_cache_arguments, cache_config_from_args, default_instance
 
 ROLE = "sharded-cache"
@@ -22,11 +25,15 @@ class ShardedCacheConfig(CacheRoleConfig, frozen=True, kw_only=True):
     role: str = ROLE
     instance: str = msgspec.field(default_factory=lambda: default_instance(ROLE))
     listen: str = DEFAULT_LISTEN
+    kzg_params: str | None = None  # "mainnet", "dev", a path, or None (mainnet / $AUTONOMYS_KZG_PARAMS)
+    stall_timeout_s: float = DEFAULT_STALL_TIMEOUT_S
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_cache_arguments(parser, ROLE, DEFAULT_LISTEN, "cache directory (repeatable)")
+    cache_config.add_arguments(parser)
 
 
 def from_args(args: argparse.Namespace, common: CommonArgs, dry_run: bool) -> ShardedCacheConfig:
-    return cache_config_from_args(ShardedCacheConfig, ROLE, args, common, dry_run)
+    config = cache_config_from_args(ShardedCacheConfig, ROLE, args, common, dry_run)
+    return msgspec.structs.replace(config, **cache_config.fields_from_args(args))

@@ -12,6 +12,8 @@ import os
 from urllib.parse import urlsplit, urlunsplit
 
 from services.config import (
+    ClusterSecret,
+    NO_SECRET,
     CommonArgs,
     ConfigError,
     JsonConfig,
@@ -20,12 +22,21 @@ from services.config import (
     parse_int,
     parse_log_level,
     parse_node_rpc_url,
+    parse_cluster_secret,
     parse_optional_cache_group,
     parse_seconds,
     require_nats_servers,
 )
 
-CACHE_ITEM_TYPES = ("piece", "split-parity-piece")
+# What sharded-cache-benchmark fetches per simulated sector (see its --help):
+CACHE_ITEM_TYPES = ("piece", "split-parity-piece", "segment")
+CACHE_ITEM_HELP = {
+    "piece": "the sector's pieces in offset order, as one download (a plot-server)",
+    "split-parity-piece": "the sector's source (even index) and parity (odd index) pieces as two concurrent "
+                          "downloads (the recent-history parity offsets are the hot set every sector shares)",
+    "segment": "whole segments of history in order, 256 pieces each (a filling shard or full-piece cache); "
+               "--sectors counts segments",
+}
 DEFAULT_EXPORT_DIR = "full-cache-tmp"
 DEFAULT_PIECES_IN_SECTOR = 1000  # mainnet max_pieces_in_sector
 
@@ -47,7 +58,8 @@ class ReinitializationCacheConfig(UtilConfig, frozen=True, kw_only=True):
 
 class ShardedCacheBenchmarkConfig(UtilConfig, frozen=True, kw_only=True):
     """Replay a plotter's sector download against the caches: ``sectors`` sectors per epoch,
-    ``epochs`` rounds, fetching ``cache_item_type`` items."""
+    ``epochs`` rounds, fetching ``cache_item_type`` items, ``concurrency`` sectors at once,
+    public keys drawn from ``seed``; ``json_output``: the last stdout line is a JSON summary."""
 
     command: str = "sharded-cache-benchmark"
     sectors: int = 1
@@ -55,14 +67,22 @@ class ShardedCacheBenchmarkConfig(UtilConfig, frozen=True, kw_only=True):
     cache_item_type: str = "split-parity-piece"
     pieces_in_sector: int = DEFAULT_PIECES_IN_SECTOR
     cache_group: str | None = None
+    concurrency: int = 1
+    seed: int | None = None
+    json_output: bool = False
+    use_controller: bool = True
+    stall_timeout_s: float = 10.0
+    cluster_secret: ClusterSecret = NO_SECRET  # the caches' TCP data plane
 
 
 class VerifyPieceConfig(UtilConfig, frozen=True, kw_only=True):
-    """Check cached pieces against the segment commitments the controller serves."""
+    """Have every cache check its pieces against the segment commitments; ``repair`` refetches
+    bad and missing ones from other sources."""
 
     command: str = "verify-piece"
     cache_group: str | None = None
-    kzg_params: str | None = None
+    repair: bool = False
+    timeout_s: float = 3600.0
 
 
 class StatusConfig(UtilConfig, frozen=True, kw_only=True):
@@ -86,10 +106,20 @@ class ExportPieceConfig(JsonConfig, frozen=True, kw_only=True):
     node_ws_url: str = "ws://127.0.0.1:9944"
     output_dir: str = DEFAULT_EXPORT_DIR
     kzg_params: str | None = None
-    first_segment: int = 0
+    first_segment: int | None = None  # None: resume after the last exported segment
     last_segment: int | None = None
     log_level: str = "info"
     json_logs: bool = False
+
+
+def parse_kzg_setting(value: str | None) -> str | None:
+    """``--kzg-params``: ``dev`` (the dev node's insecure setup), ``mainnet``, a readable file, or
+    None (default: the command decides, see its help)."""
+    if value is None or not value.strip():
+        return None
+    if value.strip().lower() in ("dev", "mainnet"):
+        return value.strip().lower()
+    return check_file(value, "--kzg-params")
 
 
 def add_reinitialization_cache_arguments(parser: argparse.ArgumentParser) -> None:
@@ -101,15 +131,30 @@ def add_sharded_cache_benchmark_arguments(parser: argparse.ArgumentParser) -> No
     parser.add_argument("--sectors", default="1", metavar="N", help="sectors to download per epoch")
     parser.add_argument("--epoch", default="1", metavar="N", help="number of rounds")
     parser.add_argument("--cache-item-type", default="split-parity-piece", metavar="|".join(CACHE_ITEM_TYPES),
-                        help="what to fetch from the caches")
+                        help="what to fetch: " + "; ".join(f"{k}: {v}" for k, v in CACHE_ITEM_HELP.items()))
     parser.add_argument("--pieces-in-sector", default=str(DEFAULT_PIECES_IN_SECTOR), metavar="N",
-                        help=f"pieces per sector (default {DEFAULT_PIECES_IN_SECTOR})")
+                        help=f"pieces per sector (default {DEFAULT_PIECES_IN_SECTOR}, capped by the chain's maximum)")
     parser.add_argument("--cache-group", default=None, metavar="NAME", help="cache group (default: any)")
+    parser.add_argument("--concurrency", default="1", metavar="N", help="sectors downloaded at once (default 1)")
+    parser.add_argument("--seed", default=None, metavar="N", help="seed of the random public keys (default: random, printed)")
+    parser.add_argument("--json", action="store_true", dest="json_output",
+                        help="print a JSON summary as the last line (sectors, pieces, pieces_per_s, mib_per_s, "
+                             "p50_ms, p99_ms, failures, ...)")
+    parser.add_argument("--no-controller", action="store_false", dest="use_controller",
+                        help="caches only: never fall back to the controller (node)")
+    parser.add_argument("--stall-timeout", default="10", metavar="SECONDS",
+                        help="retry another source after this long without progress (default 10)")
+    secret = parser.add_mutually_exclusive_group()
+    secret.add_argument("--cluster-secret", default=None, metavar="TEXT", help="the caches' data-plane secret")
+    secret.add_argument("--cluster-secret-file", default=None, metavar="PATH",
+                        help="file holding it (env AUTONOMYS_CLUSTER_SECRET also works)")
 
 
 def add_verify_piece_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cache-group", default=None, metavar="NAME", help="cache group (default: all)")
-    parser.add_argument("--kzg-params", default=None, metavar="PATH", help="trusted setup file")
+    parser.add_argument("--repair", action="store_true", help="refetch bad and missing pieces from other sources")
+    parser.add_argument("--timeout", default="3600", metavar="SECONDS", dest="verify_timeout",
+                        help="give up on a cache that reports nothing for this long (default 3600)")
 
 
 def _need_nats(command: str, common: CommonArgs) -> None:
@@ -138,6 +183,12 @@ def sharded_cache_benchmark_from_args(args, common: CommonArgs, dry_run: bool) -
         cache_item_type=item_type,
         pieces_in_sector=parse_int(args.pieces_in_sector, "--pieces-in-sector", minimum=1, maximum=65535),
         cache_group=parse_optional_cache_group(args.cache_group),
+        concurrency=parse_int(args.concurrency, "--concurrency", minimum=1, maximum=256),
+        seed=None if args.seed is None else parse_int(args.seed, "--seed", minimum=0),
+        json_output=bool(args.json_output),
+        use_controller=bool(args.use_controller),
+        stall_timeout_s=parse_seconds(args.stall_timeout, "--stall-timeout"),
+        cluster_secret=parse_cluster_secret(args.cluster_secret, args.cluster_secret_file),
     )
 
 
@@ -146,7 +197,8 @@ def verify_piece_from_args(args, common: CommonArgs, dry_run: bool) -> VerifyPie
     return VerifyPieceConfig(
         nats_servers=common.nats_servers, log_level=common.log_level, json_logs=common.json_logs,
         cache_group=parse_optional_cache_group(args.cache_group),
-        kzg_params=check_file(args.kzg_params, "--kzg-params") if args.kzg_params else None,
+        repair=bool(args.repair),
+        timeout_s=parse_seconds(args.verify_timeout, "--timeout"),
     )
 
 
@@ -176,8 +228,10 @@ def add_export_piece_arguments(parser: argparse.ArgumentParser) -> None:
                         help="node RPC URL (default: $NODE_URL, else http://127.0.0.1:9944)")
     parser.add_argument("--output", "-o", default=DEFAULT_EXPORT_DIR, metavar="DIR",
                         help=f"output directory (default ./{DEFAULT_EXPORT_DIR})")
-    parser.add_argument("--kzg-params", default=None, metavar="PATH", help="trusted setup file (mainnet parameters)")
-    parser.add_argument("--first-segment", default="0", metavar="N", help="first segment index to export")
+    parser.add_argument("--kzg-params", default=None, metavar="mainnet|dev|PATH",
+                        help="trusted setup (default: the dev setup for a dev node, else the mainnet parameters)")
+    parser.add_argument("--first-segment", default=None, metavar="N",
+                        help="re-export from this segment (earlier exported segments are kept; default: resume)")
     parser.add_argument("--last-segment", default=None, metavar="N", help="last segment index (default: newest)")
 
 
@@ -185,13 +239,13 @@ def export_piece_from_args(args, dry_run: bool, log_level: str = "info", json_lo
                            environ: dict | None = None) -> ExportPieceConfig:
     env = os.environ if environ is None else environ
     url = args.node_url or env.get("NODE_URL") or "http://127.0.0.1:9944"
-    first = parse_int(args.first_segment, "--first-segment", minimum=0)
-    last = None if args.last_segment is None else parse_int(args.last_segment, "--last-segment", minimum=first)
+    first = None if args.first_segment is None else parse_int(args.first_segment, "--first-segment", minimum=0)
+    last = None if args.last_segment is None else parse_int(args.last_segment, "--last-segment", minimum=first or 0)
     return ExportPieceConfig(
         node_url=parse_node_rpc_url(url),
         node_ws_url=node_ws_url(url),
         output_dir=check_directory(args.output, "export output directory", create=not dry_run),
-        kzg_params=check_file(args.kzg_params, "--kzg-params") if args.kzg_params else None,
+        kzg_params=parse_kzg_setting(args.kzg_params),
         first_segment=first,
         last_segment=last,
         log_level=parse_log_level(log_level),
