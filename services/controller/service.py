@@ -190,9 +190,19 @@ class ControllerService(Daemon):
                 "rejected": count("solutions_total", {"result": "rejected"}),
                 "rewards": count("reward_signatures_total"), "segments": count("archived_segments_total")}
 
+    def _observe_cache_fill(self) -> None:
+        """The official cluster-wide cache fill gauges from the live caches' records."""
+        if self._caches is None:
+            return
+        caches = self._caches.caches()
+        gauges = self.metrics.farmer_cache()
+        gauges.piece_cache_capacity_total.set(sum(int(m.capacity.get("slots", 0) or 0) for m in caches))
+        gauges.piece_cache_capacity_used.set(sum(int(m.capacity.get("pieces", 0) or 0) for m in caches))
+
     async def _refresh_membership(self) -> None:
         while True:
             await asyncio.sleep(STATUS_REFRESH_S)
+            self._observe_cache_fill()
             capacity = self._capacity()
             if self._membership is not None and capacity != self._membership.member.capacity:
                 try:

@@ -92,9 +92,14 @@ class GpuRow(msgspec.Struct, kw_only=True):
 
 
 class CacheRow(msgspec.Struct, kw_only=True):
+    """``owned``: pieces this cache is meant to hold (its share of the history, at most its
+    ``slots``); ``fill_percent`` = held of owned."""
+
     role: str
     instance: str
+    group: str = ""
     slots: int = 0
+    owned: int = 0
     pieces: int = 0
     missing: int = 0
     fill_percent: float = 0.0
@@ -260,9 +265,12 @@ def build_snapshot(members: Iterable[Any], *, now: float | None = None, nats_ser
             snapshot.gpus.append(_gpu(role, instance, capacity, uptime))
             totals.hourly_cost += _number(capacity, "hourly_cost")
         elif role in CACHE_ROLES:
-            snapshot.caches.append(CacheRow(role=role, instance=instance, slots=_int(capacity, "slots"),
-                                            pieces=_int(capacity, "pieces"), missing=_int(capacity, "missing"),
-                                            fill_percent=_number(capacity, "fill_percent")))
+            slots, missing = _int(capacity, "slots"), _int(capacity, "missing")
+            owned = _int(capacity, "owned") if "owned" in capacity else slots
+            snapshot.caches.append(CacheRow(
+                role=role, instance=instance, group=str((record.get("labels") or {}).get("cache_group", "")),
+                slots=slots, owned=owned, pieces=_int(capacity, "pieces"), missing=missing,
+                fill_percent=_number(capacity, "fill_percent", 100.0 * (owned - missing) / owned if owned else 0.0)))
         elif role == "controller":
             totals.last_slot = max(totals.last_slot, _int(capacity, "last_slot"))
     totals.components = len(snapshot.components)
@@ -271,8 +279,9 @@ def build_snapshot(members: Iterable[Any], *, now: float | None = None, nats_ser
     totals.sectors_per_hour = round(sum(f.sectors_per_hour for f in snapshot.farms), 2)
     totals.cache_pieces = sum(c.pieces for c in snapshot.caches)
     totals.cache_slots = sum(c.slots for c in snapshot.caches)
-    if totals.cache_slots:
-        totals.cache_fill_percent = round(100.0 * totals.cache_pieces / totals.cache_slots, 2)
+    owned = sum(c.owned for c in snapshot.caches)
+    if owned:
+        totals.cache_fill_percent = round(100.0 * sum(c.owned - c.missing for c in snapshot.caches) / owned, 2)
     totals.hourly_cost = round(totals.hourly_cost, 4)
     roles = {c.role for c in snapshot.components}
     if "controller" not in roles:

@@ -98,10 +98,12 @@ def render(snapshot: Snapshot, live: bool = False) -> RenderableType:
         parts.append(gpus)
 
     if snapshot.caches:
-        caches = _table(f"Caches: {totals.cache_pieces:,}/{totals.cache_slots:,} pieces "
-                        f"({totals.cache_fill_percent:.1f}%)", "instance", "role", "fill", "pieces", "missing")
+        caches = _table(f"Caches: {totals.cache_pieces:,} pieces in {totals.cache_slots:,} slots, "
+                        f"{totals.cache_fill_percent:.1f}% of their share held", "instance", "role", "group", "fill",
+                        "held/share", "slots", "missing")
         for c in snapshot.caches:
-            caches.add_row(c.instance, c.role, _bar(c.fill_percent), f"{c.pieces:,}/{c.slots:,}", f"{c.missing:,}")
+            caches.add_row(c.instance, c.role, c.group or "-", _bar(c.fill_percent), f"{c.owned - c.missing:,}/"
+                           f"{c.owned:,}", f"{c.slots:,}", f"{c.missing:,}")
         parts.append(caches)
 
     recent = _table("Recent solutions and rewards", "time", "what", "")

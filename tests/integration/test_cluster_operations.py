@@ -156,6 +156,13 @@ def check_metrics(ports: dict[str, int], farm_id: str) -> None:
     assert value(proof, "subspace_farmer_gpu_tables_per_second", backend="cpu") > 0
     assert value(proof, "subspace_farmer_hourly_cost") == 0.35
 
+    cache = scrape(ports["sharded-cache"])
+    assert value(cache, "subspace_farmer_disk_piece_cache_write_piece_Pieces_total", cache_id="sc-ops") > 0
+    assert value(cache, "subspace_farmer_disk_piece_cache_capacity_used_Pieces", cache_id="sc-ops") > 0
+    assert value(cache, "subspace_farmer_piece_getter_pieces_total", source="controller") > 0
+    assert value(cache, "subspace_farmer_piece_getter_fetch_time_seconds_count", source="controller") > 0
+    assert value(scrape(ports["controller"]), "subspace_farmer_farmer_cache_piece_cache_capacity_used_Pieces") > 0
+
     client = scrape(ports["plot-client"])
     assert value(client, "subspace_farmer_farm_auditing_time_seconds_count", farm_id=farm_id) > 0
     assert value(client, "subspace_farmer_farm_proving_time_seconds_count", farm_id=farm_id, result="Success") >= 1
@@ -169,7 +176,8 @@ def check_metrics(ports: dict[str, int], farm_id: str) -> None:
 
 def check_snapshot(snapshot: dict, farm_id: str) -> None:
     roles = {(c["role"], c["instance"]): c for c in snapshot["components"]}
-    assert set(roles) == {("controller", "ctl-ops"), ("proof-server", "ps-ops"), ("plot-client", "pc-ops")}
+    assert set(roles) == {("controller", "ctl-ops"), ("proof-server", "ps-ops"), ("plot-client", "pc-ops"),
+                          ("sharded-cache", "sc-ops")}
     assert all(c["health"] == "ok" for c in roles.values()), roles
     assert snapshot["problems"] == []
     (farm,) = snapshot["farms"]
@@ -180,6 +188,9 @@ def check_snapshot(snapshot: dict, farm_id: str) -> None:
     assert gpu["proved"] >= 1 and gpu["hourly_cost"] == 0.35 and gpu["cost_basis"] == "self-test"
     assert gpu["cost_per_tib"] > 0 and gpu["tables_per_second"] > 0
     assert snapshot["totals"]["rewards"] >= 1 and snapshot["totals"]["last_slot"] > 0
+    (cache,) = snapshot["caches"]
+    assert cache["instance"] == "sc-ops" and cache["pieces"] > 0 and cache["fill_percent"] == 100.0, cache
+    assert snapshot["totals"]["cache_fill_percent"] == 100.0
 
 
 def wrong_answer(path: Path) -> Path:
@@ -193,7 +204,7 @@ def test_metrics_and_status_of_a_farming_cluster(tmp_path, official_chain_templa
     farm = copy_farm(tmp_path / "farm")
     farm_id = params()["farmId"]
     kzg = str(require_mainnet_kzg())
-    ports = {name: free_port() for name in ("dev-node", "controller", "proof-server", "plot-client")}
+    ports = {name: free_port() for name in ("dev-node", "controller", "proof-server", "plot-client", "sharded-cache")}
     node = DevNodeProcess(clone_data_dir(official_chain_template, tmp_path / "node"), *official_chain_flags(),
                           "--block-authoring-delay", "30", f"--prometheus-listen-on=127.0.0.1:{ports['dev-node']}")
     url = nats_server.url
@@ -208,6 +219,8 @@ def test_metrics_and_status_of_a_farming_cluster(tmp_path, official_chain_templa
     try:
         node_url = node.wait_ready()
         daemon("controller", "controller", "--tmp", "--node-rpc-url", node_url, "--instance", "ctl-ops")
+        daemon("sharded-cache", "sharded-cache", f"path={tmp_path / 'cache'},size=64MiB", "--instance", "sc-ops",
+               "--listen-on", f"127.0.0.1:{free_port()}", "--kzg-params", kzg)
         daemon("proof-server", "proof-server", "--kzg-params", kzg, "--instance", "ps-ops", "--hourly-cost", "0.35",
                "--backend", "cpu").wait_for("proof-server started", 300)
         screen = TmuxScreen([sys.executable, "-m", "services", "status", "--nats-server", url],
@@ -221,9 +234,10 @@ def test_metrics_and_status_of_a_farming_cluster(tmp_path, official_chain_templa
         live = screen.wait_for("pc-ops", farm_id, "2/2", "100.0%", "reward-signed", f"block 0x{block['hash'][:16]}",
                                "solution", f"of farm {farm_id} (pc-ops)", "passed")
         assert "✗" not in live and "all healthy" in live, live
-        check_metrics(ports, farm_id)
         check_snapshot(wait_for_json(url, lambda s: s["totals"]["rewards"] >= 1 and any(
-            g["proved"] for g in s["gpus"]), "the reward and the proofs"), farm_id)
+            g["proved"] for g in s["gpus"]) and all(c["missing"] == 0 for c in s["caches"]),
+            "the reward, the proofs and a full cache"), farm_id)
+        check_metrics(ports, farm_id)
 
         daemon("proof-server-bad", "proof-server", "--kzg-params", "dev", "--instance", "ps-bad", "--backend", "cpu",
                "--self-test-known-answer", str(wrong_answer(tmp_path / "wrong.json"))).wait_for("refusing work:", 300)

@@ -43,8 +43,8 @@ async def test_status_json_snapshot_and_plain_print(nats_server):
                 ("plot-server", "box-1-gpu0"), ("sharded-cache", "box-1")]
             assert snapshot["components"][1]["endpoints"] == ["tcp://10.0.0.5:9955"]
             assert snapshot["components"][1]["health"] == "warn"
-            assert snapshot["caches"] == [{"role": "sharded-cache", "instance": "box-1", "slots": 1000, "pieces": 250,
-                                           "missing": 750, "fill_percent": 25.0}]
+            assert snapshot["caches"] == [{"role": "sharded-cache", "instance": "box-1", "group": "", "slots": 1000,
+                                           "owned": 1000, "pieces": 250, "missing": 750, "fill_percent": 25.0}]
             (row,) = snapshot["gpus"]
             assert row["gpu_model"] == "NVIDIA H200" and row["cost_basis"] == "self-test" and row["cost_per_tib"] > 0
             assert snapshot["problems"][0].startswith("no controller registered")
