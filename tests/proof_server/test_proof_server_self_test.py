@@ -75,3 +75,17 @@ async def test_failed_self_test_refuses_work(tmp_path, nats_server):
         await bus.close()
         status = process.terminate()
     assert status == 0
+
+
+def test_known_answer_flag_is_checked_at_the_command_line(tmp_path, capsys):
+    from services import cli
+
+    good = wrong_answer(tmp_path / "ka.json")
+    argv = ["cluster", "--nats-server", "nats://127.0.0.1:4222", "proof-server", "--self-test-known-answer"]
+    assert cli.main([*argv, str(good), "--dry-run"]) == 0
+    assert json.loads(capsys.readouterr().out)["self_test_known_answer"] == str(good)
+    (tmp_path / "bad.json").write_text("{not json")
+    assert cli.main([*argv, str(tmp_path / "bad.json"), "--dry-run"]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and "Traceback" not in err
+    assert err.strip().splitlines()[-1].startswith(f"error: cannot use --self-test-known-answer '{tmp_path / 'bad.json'}'")
