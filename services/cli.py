@@ -210,6 +210,9 @@ def build_parser() -> argparse.ArgumentParser:
             role_parser.add_argument("--hourly-cost", default=None, metavar="COST",
                                      help="what this process costs per hour (your currency), "
                                           "for Grafana and the cluster registry")
+            role_parser.add_argument("--self-test-known-answer", default=None, metavar="FILE",
+                                     help="start-up self-test compares with this file (a reference "
+                                          "pos_k20.json) instead of the built-in answer")
         importlib.import_module(config_module).add_arguments(role_parser)
 
     util = _add_command(commands, "util", "operator utilities", "nats_servers")
@@ -218,7 +221,9 @@ def build_parser() -> argparse.ArgumentParser:
     for name, (adder, _, _, text) in UTIL_COMMANDS.items():
         getattr(util_config, adder)(_add_command(utils, name, text, "nats_servers_role"))
 
-    util_config.add_status_arguments(_add_command(commands, "status", "list live cluster members", "nats_servers"))
+    util_config.add_status_arguments(_add_command(
+        commands, "status", "live cluster view: health, plotting, GPUs, caches, rewards (--json: one snapshot)",
+        "nats_servers"))
     node_config.add_arguments(
         _add_command(commands, "dev-node", "run the embedded development node (JSON-RPC on --rpc-listen-on)"))
     confgen.add_arguments(
@@ -242,10 +247,19 @@ def _common(args: argparse.Namespace) -> CommonArgs:
         log_format=parse_log_format(getattr(args, "log_format", None), json_logs),
         json_logs=json_logs,
         hourly_cost=parse_hourly_cost(getattr(args, "hourly_cost", None)),
+        self_test_known_answer=_known_answer_file(getattr(args, "self_test_known_answer", None)),
         cluster_secret=(parse_cluster_secret(getattr(args, "cluster_secret", None),
                                              getattr(args, "cluster_secret_file", None))
                         if getattr(args, "command", None) == "cluster" else NO_SECRET),
     )
+
+
+def _known_answer_file(path: str | None) -> str | None:
+    if path is None:
+        return None
+    from services.gpu.selftest import parse_known_answer_file
+
+    return parse_known_answer_file(path, "--self-test-known-answer")
 
 
 def _require_available(module: str, what: str, dry_run: bool) -> None:

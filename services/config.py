@@ -75,7 +75,9 @@ class RoleConfig(JsonConfig, frozen=True, kw_only=True):
     ``prometheus_listen_on``: metrics listeners (none: no metrics served); ``log_format``:
     ``auto | console | json`` (``json_logs`` is kept for ``--json-logs``); ``hourly_cost``: what
     the operator pays for this process per hour (``--hourly-cost``, GPU roles), for Grafana's
-    cost panels and the membership record. ``cluster_secret`` is the data-plane secret
+    cost panels and the membership record; ``self_test_known_answer``: a known-answer file the
+    GPU roles' start-up self-test compares with instead of the built-in reference values
+    (``--self-test-known-answer``). ``cluster_secret`` is the data-plane secret
     (``services.p2p``); it prints as ``{"set": ..., "source": ...}`` only."""
 
     role: str
@@ -87,6 +89,7 @@ class RoleConfig(JsonConfig, frozen=True, kw_only=True):
     json_logs: bool = False
     cluster_secret: ClusterSecret = NO_SECRET
     hourly_cost: float | None = None
+    self_test_known_answer: str | None = None
 
 
 class CommonArgs(msgspec.Struct, frozen=True, kw_only=True):
@@ -100,6 +103,7 @@ class CommonArgs(msgspec.Struct, frozen=True, kw_only=True):
     json_logs: bool = False
     cluster_secret: ClusterSecret = NO_SECRET
     hourly_cost: float | None = None
+    self_test_known_answer: str | None = None
 
     def role_fields(self) -> dict:
         """These options as keyword arguments of a :class:`RoleConfig`."""

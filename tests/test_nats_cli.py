@@ -58,8 +58,10 @@ async def test_nats_cli_shows_the_cluster(nats_server):
                                                       endpoints=["ws://10.30.1.2:9944"],
                                                       capacity={"service_instances": 32}, version="0.1.0"))
         proof = await membership.register(Member(role="proof-server", instance="node1-proof-server", capacity={
-            "backend": "gpu", "gpu_model": "NVIDIA GeForce RTX 4090", "vram_bytes": 25757220864,
-            "tables_per_second": 9.4, "hourly_cost": 0.35, "self_test": "passed", "accepting_work": 1}))
+            "backend": "gpu", "gpu_model": "NVIDIA GeForce RTX 4090", "gpus": 1, "vram_bytes": 25757220864,
+            "tables_per_second": 9.4, "self_test": "passed", "accepting_work": 1, "hourly_cost": 0.35,
+            "concurrency": 2, "proved": 14, "failed": 0, "busy": 0, "expired": 0, "avg_proving_ms": 412.3},
+            version="0.1.0"))  # the record of docs/OPERATIONS.md
         watcher = await membership.watch()
         run = lambda *args: asyncio.to_thread(nats, binary, url, *args)  # noqa: E731
 

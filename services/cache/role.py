@@ -126,7 +126,8 @@ class CacheRole(Daemon):
         except ValueError as exc:
             raise DaemonError(f"{self.role}: trusted setup: {exc} (--kzg-params mainnet|dev|PATH)") from None
         await self.open_storage()
-        self.bus = bus = await Bus.connect(list(cfg.nats_servers), name=f"{self.role}-{self.instance}")
+        self.bus = bus = await Bus.connect(list(cfg.nats_servers), name=f"{self.role}-{self.instance}",
+                                           metrics=self.metrics.bus)
         membership = await Membership.open(bus)
         self.watcher = await membership.watch()
         self.commitments = SegmentCommitments(self._fetch_headers)
@@ -141,6 +142,8 @@ class CacheRole(Daemon):
             raise DaemonError(f"{self.role}: cannot listen on {cfg.listen}: {exc}") from None
         self.endpoint = self.server.endpoint(cfg.advertise_host)
         self.client = PeerClient(secret, name=self.role)
+        self.metrics.tcp.watch("piece", self.server)  # pieces served and fetched (fill), at scrape time
+        self.metrics.tcp.watch("piece", self.client)
         self.getter = PieceGetter(bus, self.client, lambda: self.watcher.members.values(),
                                   cache_group=cfg.cache_group, verifier=self.verifier, exclude={self.instance},
                                   batch_size=64, stall_timeout=cfg.stall_timeout_s,

@@ -65,6 +65,7 @@ from services.protocol.pieces import Piece
 from services.protocol.segments import SegmentHeader
 
 NODE_CONNECT_TIMEOUT_S = 60.0
+STATUS_REFRESH_S = 5.0  # membership capacity follows the counters (autonomys-farmer status)
 ACK_WAIT_S = 110.0  # the node's archiver waits 120 s for acknowledgements (spec 05 §3)
 PIECE_FETCH_CONCURRENCY = 8  # node piece calls in flight for one pieces stream / segment prefetch
 NEWEST_SEGMENT_KEEP_S = 60.0  # the newest segment's pieces stay in memory this long after its ack
@@ -90,6 +91,7 @@ class ControllerService(Daemon):
         # them at the same moment, while the node still holds the segment): index -> future
         self._newest: dict[int, asyncio.Future] = {}
         self.counters = self.metrics.controller  # services.metrics.node.ControllerMetrics
+        self._last_slot_at = 0.0
 
     # ---- lifecycle
 
@@ -169,16 +171,50 @@ class ControllerService(Daemon):
                 role="controller",
                 instance=self.instance,
                 endpoints=[self.config.node_rpc_url],
-                capacity={"service_instances": self.config.service_instances},
+                capacity=self._capacity(),
                 version=package_version(),
             )
         )
         return membership
 
+    def _capacity(self) -> dict[str, int | float | str]:
+        """The membership record's counters, for ``autonomys-farmer status``."""
+        value = self.metrics.registry.get_sample_value
+
+        def count(name: str, labels: dict | None = None) -> int:
+            return int(value(f"subspace_farmer_controller_{name}", labels or {}) or 0)
+
+        return {"service_instances": self.config.service_instances, "node_connected": count("node_connected"),
+                "last_slot": count("last_slot"), "last_slot_at": round(self._last_slot_at),
+                "solutions": count("solutions_total", {"result": "forwarded"}),
+                "rejected": count("solutions_total", {"result": "rejected"}),
+                "rewards": count("reward_signatures_total"), "segments": count("archived_segments_total")}
+
+    def _observe_cache_fill(self) -> None:
+        """The official cluster-wide cache fill gauges from the live caches' records."""
+        if self._caches is None:
+            return
+        caches = self._caches.caches()
+        gauges = self.metrics.farmer_cache()
+        gauges.piece_cache_capacity_total.set(sum(int(m.capacity.get("slots", 0) or 0) for m in caches))
+        gauges.piece_cache_capacity_used.set(sum(int(m.capacity.get("pieces", 0) or 0) for m in caches))
+
+    async def _refresh_membership(self) -> None:
+        while True:
+            await asyncio.sleep(STATUS_REFRESH_S)
+            self._observe_cache_fill()
+            capacity = self._capacity()
+            if self._membership is not None and capacity != self._membership.member.capacity:
+                try:
+                    await self._membership.update(capacity=capacity)
+                except Exception as exc:  # noqa: BLE001 - the next check carries it
+                    self.log.warning("membership update failed", error=str(exc) or type(exc).__name__)
+
     async def run(self) -> None:
         self.spawn(self._forward_slots(), fatal=True)
         self.spawn(self._forward_reward_signing(), fatal=True)
         self.spawn(self._forward_segment_headers(), fatal=True)
+        self.spawn(self._refresh_membership())
         await self.stop_event.wait()
 
     async def stop(self) -> None:
@@ -205,6 +241,7 @@ class ControllerService(Daemon):
         async for info in self._slot_sub:
             self.counters.slots.inc()
             self.counters.last_slot.set(info.slot_number)
+            self._last_slot_at = time.time()
             await self.bus.broadcast(SlotInfoBroadcast.build(info, self.instance), dedup_id=slot_info_dedup_id(info.slot_number))
 
     async def _forward_reward_signing(self) -> None:

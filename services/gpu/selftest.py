@@ -160,13 +160,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", dest="json_output", help="print the result as JSON")
 
 
-def from_args(args: argparse.Namespace) -> SelfTestConfig:
-    known = args.known_answer
-    if known is not None:
+def parse_known_answer_file(path: str | None, flag: str = "--known-answer") -> str | None:
+    """``path`` when it holds a usable known answer (``ConfigError`` naming ``flag`` otherwise)."""
+    if path is not None:
         try:
-            load_known_answer(known)
-        except (OSError, msgspec.DecodeError, msgspec.ValidationError, KeyError, ValueError) as exc:
-            raise ConfigError(f"cannot use --known-answer {known!r}: {exc}") from None
+            load_known_answer(path)
+        except (OSError, msgspec.DecodeError, msgspec.ValidationError, KeyError, ValueError, TypeError) as exc:
+            raise ConfigError(f"cannot use {flag} {path!r}: {exc}") from None
+    return path
+
+
+def from_args(args: argparse.Namespace) -> SelfTestConfig:
+    known = parse_known_answer_file(args.known_answer)
     return SelfTestConfig(
         backend=parse_backend(args.backend),
         vram_bytes=None if args.vram is None else parse_size(args.vram, "--vram"),

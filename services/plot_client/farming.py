@@ -49,6 +49,7 @@ class FarmFarming:
             audited = await asyncio.to_thread(farm.audit, slot.global_challenge, slot.voting_solution_range,
                                               self.executor)
         except OSError as exc:
+            stats.count_farming_error("LowLevelAuditing")  # the reference's FarmingError variant
             log.error("audit failed", slot=slot.slot_number, farm=stats.farm_id, error=str(exc))
             return
         elapsed = time.monotonic() - start

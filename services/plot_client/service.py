@@ -17,7 +17,10 @@ Components, each a task of this daemon:
 * **reward signing**: a ``RewardSigningBroadcast`` for one of our farms' public keys is signed
   with that farm's identity and sent back as ``RewardSignatureNotification``; logged as the
   official farmer words it, ``Successfully signed reward hash 0x...``.
-* **membership**: the record is refreshed every 30 s with the current sector counts.
+* **membership**: the record follows the farms' counters (checked every 5 s, put when changed,
+  refreshed every 30 s regardless): sector counts, plotting rate, solutions and rewards, the
+  latest audit, for ``autonomys-farmer status``. The same counters feed the official
+  ``subspace_farmer_farm_*`` metrics (``FarmingStats`` with the farm's metrics view).
 
 * **plotting** (:mod:`.plotting`): keeps every farm's sector slots plotted by the cluster's
   plot-servers (missing, half-written and expiring sectors, ``--plotting-concurrency`` per farm)
@@ -36,7 +39,7 @@ import nats.errors
 
 from services.bus.client import Bus
 from services.bus.errors import BusError, NoResponders, RequestTimeout
-from services.bus.membership import Member, Membership, REFRESH_INTERVAL
+from services.bus.membership import Member, Membership
 from services.controller.messages import (
     FarmerAppInfoRequest,
     RewardSignatureNotification,
@@ -58,6 +61,7 @@ from services.protocol.solution import Solution
 APP_INFO_TIMEOUT_S = 10.0
 PROOF_SERVER_REQUESTS_IN_FLIGHT = 8  # candidates sent to proof-servers at once
 APP_INFO_MAX_BACKOFF_S = 10.0
+STATUS_REFRESH_S = 5.0  # membership capacity follows the counters (autonomys-farmer status)
 
 
 def load_proving_backend(kzg_params: str | None, backend: str | None = None):  # noqa: ANN201
@@ -99,7 +103,8 @@ class PlotClientService(Daemon):
 
     async def start(self) -> None:
         cfg = self.config
-        self.bus = await Bus.connect(list(cfg.nats_servers), name=f"plot-client-{cfg.instance}")
+        self.bus = await Bus.connect(list(cfg.nats_servers), name=f"plot-client-{cfg.instance}",
+                                     metrics=self.metrics.bus)
         self.app_info = await self._farmer_app_info()
         info = self.app_info
         self.log.info("farmer app info", genesis=info.genesis_hash.hex(), history_size=info.protocol_info.history_size,
@@ -168,7 +173,7 @@ class PlotClientService(Daemon):
                 raise DaemonError(str(failure)) from None
             raise failure
         for farm in opened:
-            context = FarmContext(farm, FarmingStats(farm.farm_id))
+            context = FarmContext(farm, FarmingStats(farm.farm_id, metrics=self.metrics.farm(farm.farm_id)))
             self.farms.append(context)
             self._by_public_key[farm.public_key] = context
             self.log.info("farm opened", farm=farm.farm_id, path=str(farm.directory), public_key=farm.public_key.hex(),
@@ -258,20 +263,40 @@ class PlotClientService(Daemon):
 
     # ---- membership
 
-    def _capacity(self) -> dict[str, int]:
-        capacity = {
+    def _capacity(self) -> dict[str, int | float | str]:
+        """The membership record's counters (kept small: a few fields per farm)."""
+        now = time.time()
+        farms = [(c, c.farm.target_sector_count, len(c.farm.plotted_sectors())) for c in self.farms]
+        stats = [c.stats for c in self.farms]
+        capacity: dict[str, int | float | str] = {
             "farms": len(self.farms),
-            "sectors": sum(c.farm.target_sector_count for c in self.farms),
-            "plotted": sum(len(c.farm.plotted_sectors()) for c in self.farms),
+            "sectors": sum(target for _, target, _ in farms),
+            "plotted": sum(plotted for _, _, plotted in farms),
+            "solutions": sum(s.solutions_submitted for s in stats),
+            "rewards": sum(s.reward_signatures for s in stats),
+            "skipped_slots": sum(s.skipped_slots for s in stats),
+            "audit_ms": round(1000 * max((s.last_audit_time_s for s in stats), default=0.0), 1),
+            "last_audit_at": round(max((s.last_audit_at for s in stats), default=0.0)),
+            "last_solution_at": round(max((s.last_solution_at for s in stats), default=0.0)),
+            "last_reward_at": round(max((s.last_reward_at for s in stats), default=0.0)),
         }
-        for context in self.farms:
-            capacity[f"farm.{context.farm.farm_id}.sectors"] = context.farm.target_sector_count
-            capacity[f"farm.{context.farm.farm_id}.plotted"] = len(context.farm.plotted_sectors())
+        for context, target, plotted in farms:
+            context.stats.observe_sectors(now, target, plotted)
+            prefix = f"farm.{context.farm.farm_id}"
+            capacity[f"{prefix}.sectors"] = target
+            capacity[f"{prefix}.plotted"] = plotted
+            capacity[f"{prefix}.sectors_per_hour"] = round(context.stats.plotting_rate.sectors_per_hour, 2)
+            capacity[f"{prefix}.solutions"] = context.stats.solutions_submitted
+            capacity[f"{prefix}.rewards"] = context.stats.reward_signatures
+            capacity[f"{prefix}.public_key"] = context.farm.public_key.hex()[:16]
         return capacity
 
     async def _refresh_membership(self) -> None:
         while True:
-            await asyncio.sleep(REFRESH_INTERVAL)
+            await asyncio.sleep(STATUS_REFRESH_S)
             capacity = self._capacity()
             if self._registration is not None and capacity != self._registration.member.capacity:
-                await self._registration.update(capacity=capacity)
+                try:
+                    await self._registration.update(capacity=capacity)
+                except (nats.errors.Error, asyncio.TimeoutError) as exc:  # the next check carries it
+                    self.log.warning("membership update failed", error=str(exc) or type(exc).__name__)

@@ -1,15 +1,19 @@
 """Farming counters, one plain object per farm.
 
-The plot-client updates these; the metrics task exports them under the official farmer's
-``subspace_farmer_*`` names (auditing time, proving time by result, skipped slots, ...). Every
-update goes through an ``observe_*`` / ``count_*`` method, so an exporter that needs each
-observation (histograms) can wrap those methods instead of polling.
+The plot-client updates these; every update goes through an ``observe_*`` / ``count_*`` method,
+which also feeds the farm's Prometheus view when one is given (``metrics``: a
+:class:`services.metrics.farm.FarmView`, the official ``subspace_farmer_farm_*`` names: auditing
+time, proving time by result, skipped slots, farming errors, and our solution pipeline:
+found -> submitted (``Success``) / past deadline (``Timeout``), accepted = reward signed).
 """
 
 from __future__ import annotations
 
 import enum
+import time
+from collections import deque
 from dataclasses import dataclass, field
+from typing import Any
 
 
 class ProvingResult(enum.Enum):
@@ -20,6 +24,11 @@ class ProvingResult(enum.Enum):
     TIMEOUT = "timeout"
     REJECTED = "rejected"
     FAILED = "failed"
+
+    @property
+    def official(self) -> str:
+        """The reference's metric label (``Success Timeout Rejected Failed``)."""
+        return self.value.capitalize()
 
 
 @dataclass
@@ -32,6 +41,33 @@ class Timing:
         self.count += 1
         self.total_s += seconds
         self.max_s = max(self.max_s, seconds)
+
+
+PLOTTING_RATE_WINDOW_S = 3600.0  # sectors per hour over the last hour of samples
+PLOTTING_RATE_MIN_S = 60.0  # no rate from less than a minute of samples
+
+
+class PlottingRate:
+    """Sectors per hour from samples of a farm's plotted count (taken at membership refreshes)."""
+
+    def __init__(self) -> None:
+        self._samples: deque[tuple[float, int]] = deque()
+
+    def sample(self, now: float, plotted: int) -> None:
+        if self._samples and plotted < self._samples[-1][1]:
+            self._samples.clear()  # sectors expired or were dropped: start over
+        self._samples.append((now, plotted))
+        while len(self._samples) > 2 and now - self._samples[1][0] >= PLOTTING_RATE_WINDOW_S:
+            self._samples.popleft()
+
+    @property
+    def sectors_per_hour(self) -> float:
+        if len(self._samples) < 2:
+            return 0.0
+        (t0, p0), (t1, p1) = self._samples[0], self._samples[-1]
+        if t1 - t0 < PLOTTING_RATE_MIN_S:
+            return 0.0
+        return (p1 - p0) * 3600.0 / (t1 - t0)
 
 
 @dataclass
@@ -51,6 +87,18 @@ class FarmingStats:
     solutions_past_deadline: int = 0
     reward_signatures: int = 0
     sectors_marked_for_replot: int = 0
+    farming_errors: int = 0
+    last_audit_at: float = 0.0  # unix time of the latest finished audit
+    last_solution_at: float = 0.0
+    last_reward_at: float = 0.0
+    metrics: Any = field(default=None, repr=False, compare=False)  # services.metrics.farm.FarmView
+    plotting_rate: PlottingRate = field(default_factory=PlottingRate, repr=False, compare=False)
+
+    def observe_sectors(self, now: float, target: int, plotted: int) -> None:
+        """The farm's sector counts right now (the rate and the official sector-state gauge)."""
+        self.plotting_rate.sample(now, plotted)
+        if self.metrics is not None:
+            self.metrics.set_sectors_total(NotPlotted=max(0, target - plotted), Plotted=plotted)
 
     def observe_audit(self, seconds: float, sectors: int, candidates: int) -> None:
         self.audits += 1
@@ -58,16 +106,35 @@ class FarmingStats:
         self.last_audit_time_s = seconds
         self.sectors_audited = sectors
         self.candidates += candidates
+        self.last_audit_at = time.time()
+        if self.metrics is not None:
+            self.metrics.auditing_time.observe(seconds)
+            self.metrics.audited_sectors.set(sectors)
 
     def count_skipped_slot(self) -> None:
         self.skipped_slots += 1
+        if self.metrics is not None:
+            self.metrics.skipped_slots.inc()
+
+    def count_farming_error(self, kind: str) -> None:
+        """A non-fatal farming error (``kind``: the official metric's ``error`` label)."""
+        self.farming_errors += 1
+        if self.metrics is not None:
+            self.metrics.note_farming_error(kind)
 
     def observe_proving(self, result: ProvingResult, seconds: float) -> None:
         self.proving_time[result].observe(seconds)
         if result is ProvingResult.SUCCESS:
             self.solutions_submitted += 1
+            self.last_solution_at = time.time()
         elif result is ProvingResult.TIMEOUT:
             self.solutions_past_deadline += 1
+        if self.metrics is not None:
+            self.metrics.observe_proving_time(seconds, result.official)
+            if result is ProvingResult.SUCCESS:
+                self.metrics.solutions_submitted.inc()
+            elif result is ProvingResult.TIMEOUT:
+                self.metrics.solutions_past_deadline.inc()
 
     def count_solution_found(self, by_proof_server: bool) -> None:
         self.solutions_found += 1
@@ -75,9 +142,14 @@ class FarmingStats:
             self.proofs_by_proof_server += 1
         else:
             self.proofs_local += 1
+        if self.metrics is not None:
+            self.metrics.solutions_found.inc()
 
     def count_reward_signature(self) -> None:
         self.reward_signatures += 1
+        self.last_reward_at = time.time()
+        if self.metrics is not None:
+            self.metrics.solutions_accepted.inc()
 
     def count_marked_for_replot(self) -> None:
         self.sectors_marked_for_replot += 1
@@ -102,4 +174,5 @@ class FarmingStats:
             "solutions_past_deadline": self.solutions_past_deadline,
             "reward_signatures": self.reward_signatures,
             "sectors_marked_for_replot": self.sectors_marked_for_replot,
+            "farming_errors": self.farming_errors,
         }

@@ -14,7 +14,17 @@ queue group, or proves locally), never queued behind the others. A request whose
 passed is answered ``expired`` without being worked on; a proof that ends past its deadline is
 still returned (the plot-client decides), and counted.
 
-Registered in the membership bucket as role ``proof-server`` with its backend and concurrency.
+Before it takes work it runs the GPU self-test (``services.gpu.prepare_worker``: the K=20
+known answer on its backend, a proof verification, VRAM for its concurrency). A process that
+fails it stays up but never joins the queue group (so no request reaches it), logs
+``refusing work: <reason>`` and says so in its membership record (``self_test``,
+``accepting_work: 0``) and in ``subspace_farmer_gpu_self_test_passed``.
+
+Registered in the membership bucket as role ``proof-server`` with its inventory (GPU model,
+VRAM), measured throughput, ``--hourly-cost``, concurrency and proof counters (refreshed every
+5 s when they change). Metrics: ``subspace_farmer_proof_server_*`` (proofs by result: ``Success``,
+``Timeout`` proven past the deadline, ``PastDeadline`` dropped unproven, ``Rejected`` answered
+busy, ``Failed`` bad record data), the bus's and the GPU's.
 """
 
 from __future__ import annotations
@@ -24,9 +34,13 @@ import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+import nats.errors
+
 from services.bus.client import Bus
 from services.bus.membership import Member, Membership
 from services.daemon import Daemon, DaemonError
+from services.gpu import KNOWN_ANSWER, WorkerReadiness, prepare_worker
+from services.gpu.known_answer import load_known_answer
 from services.proof_server.config import ProofServerConfig
 from services.proof_server.messages import ProveRequest, ProveResult
 from services.protocol.parallel import Workers
@@ -34,6 +48,7 @@ from services.protocol.proving import ProvingError, prove_record
 from services.protocol.reading import ReadingError
 from services.protocol.solution import Solution
 
+STATUS_REFRESH_S = 5.0  # membership capacity follows the proof counters (autonomys-farmer status)
 SERVICE_CONCURRENCY = 256  # requests taken off the subscription at once (most answer "busy")
 DEFAULT_GPU_CONCURRENCY = 2
 
@@ -58,6 +73,8 @@ class ProofServerService(Daemon):
         self._active = 0
         self.backend = "cpu"
         self.concurrency = 1
+        self.readiness: WorkerReadiness | None = None
+        self.proof_metrics = self.metrics.proof_server()
         self.stats = {"proved": 0, "busy": 0, "expired": 0, "failed": 0, "past_deadline": 0, "proving_s_total": 0.0}
 
     async def start(self) -> None:
@@ -69,24 +86,61 @@ class ProofServerService(Daemon):
         except (RuntimeError, ValueError) as exc:
             raise DaemonError(str(exc)) from None
         self.concurrency = cfg.concurrency or default_concurrency(self.backend, cfg.gpu_concurrency)
-        self.kzg, self.erasure, self.proofs_for_seed = await asyncio.to_thread(
-            load_proving_backend, cfg.kzg_params, self.backend
-        )
-        self._executor = ThreadPoolExecutor(self.concurrency, thread_name_prefix="prove")
-        cores = os.cpu_count() or 1
-        self._parts_pool = ThreadPoolExecutor(cores, thread_name_prefix="prove-parts")
-        self.workers = Workers(self._parts_pool, cores)  # NTTs and the witness MSM split over cores
-        self.bus = await Bus.connect(list(cfg.nats_servers), name=f"proof-server-{cfg.instance}")
-        self._service = await self.bus.serve(ProveRequest, self._on_prove, max_concurrency=SERVICE_CONCURRENCY)
+        known = KNOWN_ANSWER if cfg.self_test_known_answer is None else load_known_answer(cfg.self_test_known_answer)
+        self.readiness = readiness = await prepare_worker(
+            backend=self.backend, hourly_cost=cfg.hourly_cost, gpu_concurrency=self.concurrency, metrics=self.metrics,
+            log=self.log, known_answer=known)
+        self.proof_metrics.tables_per_second.set(readiness.self_test.tables_per_second)
+        self.bus = await Bus.connect(list(cfg.nats_servers), name=f"proof-server-{cfg.instance}",
+                                     metrics=self.metrics.bus)
+        if readiness.ok:
+            self.kzg, self.erasure, self.proofs_for_seed = await asyncio.to_thread(
+                load_proving_backend, cfg.kzg_params, self.backend
+            )
+            self._executor = ThreadPoolExecutor(self.concurrency, thread_name_prefix="prove")
+            cores = os.cpu_count() or 1
+            self._parts_pool = ThreadPoolExecutor(cores, thread_name_prefix="prove-parts")
+            self.workers = Workers(self._parts_pool, cores)  # NTTs and the witness MSM split over cores
+            self._service = await self.bus.serve(ProveRequest, self._on_prove, max_concurrency=SERVICE_CONCURRENCY)
         membership = await Membership.open(self.bus)
         self._registration = await membership.register(
-            Member(role="proof-server", instance=cfg.instance,
-                   capacity={"concurrency": self.concurrency, "gpu": int(self.backend == "gpu")})
+            Member(role="proof-server", instance=cfg.instance, capacity=self._capacity())
         )
-        self.log.info("proof-server started", backend=self.backend, concurrency=self.concurrency,
-                      cuda_visible_devices=cfg.cuda_visible_devices)
+        if readiness.ok:
+            self.log.info("proof-server started", backend=self.backend, concurrency=self.concurrency,
+                          cuda_visible_devices=cfg.cuda_visible_devices)
+        else:  # up and registered, so the operator sees why, but never in the queue group
+            self.log.error("proof-server started without taking work", reason=readiness.reason)
+
+    def _capacity(self) -> dict[str, int | float | str]:
+        assert self.readiness is not None
+        stats = self.stats
+        return {
+            **self.readiness.capacity,
+            "concurrency": self.concurrency,
+            "proved": stats["proved"],
+            "failed": stats["failed"],
+            "busy": stats["busy"],
+            "expired": stats["expired"] + stats["past_deadline"],
+            "avg_proving_ms": round(1000 * stats["proving_s_total"] / stats["proved"], 1) if stats["proved"] else 0.0,
+        }
+
+    async def run(self) -> None:
+        self.spawn(self._refresh_membership(), fatal=True)
+        await self.stop_event.wait()
+
+    async def _refresh_membership(self) -> None:
+        while True:
+            await asyncio.sleep(STATUS_REFRESH_S)
+            capacity = self._capacity()
+            if self._registration is not None and capacity != self._registration.member.capacity:
+                try:
+                    await self._registration.update(capacity=capacity)
+                except (nats.errors.Error, asyncio.TimeoutError) as exc:  # the next check carries it
+                    self.log.warning("membership update failed", error=str(exc) or type(exc).__name__)
 
     async def stop(self) -> None:
+        await self.cancel_tasks()
         if self._registration is not None:
             try:
                 await self._registration.stop()
@@ -100,33 +154,42 @@ class ProofServerService(Daemon):
         self.log.info("proof-server stats", **self.stats)
 
     async def _on_prove(self, request: ProveRequest) -> ProveResult:
+        metrics = self.proof_metrics
         if time.time() >= request.deadline:
             self.stats["expired"] += 1
+            metrics.proof("PastDeadline")
             return ProveResult(expired=True)
         if self._active >= self.concurrency:
             self.stats["busy"] += 1
+            metrics.proof("Rejected")
             return ProveResult(busy=True)
         self._active += 1
+        metrics.queue_depth.set(self._active)
         start = time.monotonic()
         try:
             loop = asyncio.get_running_loop()
             solution = await loop.run_in_executor(self._executor, self._prove, request)
         except (ProvingError, ReadingError, ValueError) as exc:
             self.stats["failed"] += 1
+            metrics.proof("Failed")
             self.log.warning("record cannot be proven", sector_index=request.sector_index,
                              piece_offset=request.piece_offset, error=str(exc))
             return ProveResult(error=str(exc))
         finally:
             self._active -= 1
+            metrics.queue_depth.set(self._active)
         if solution is None:
             self.stats["expired"] += 1
+            metrics.proof("PastDeadline")
             return ProveResult(expired=True)
         elapsed = time.monotonic() - start
         self.stats["proved"] += 1
         self.stats["proving_s_total"] += elapsed
+        metrics.proving_time.observe(elapsed)
         late = time.time() > request.deadline
         if late:
             self.stats["past_deadline"] += 1
+        metrics.proof("Timeout" if late else "Success")
         self.log.info("proved", public_key=request.public_key.hex()[:16], sector_index=request.sector_index,
                       piece_offset=request.piece_offset, time_s=round(elapsed, 3), past_deadline=late)
         return ProveResult(solution=solution.to_scale())

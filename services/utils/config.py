@@ -86,7 +86,8 @@ class VerifyPieceConfig(UtilConfig, frozen=True, kw_only=True):
 
 
 class StatusConfig(UtilConfig, frozen=True, kw_only=True):
-    """``autonomys-farmer status``: list the live cluster members (membership bucket)."""
+    """``autonomys-farmer status``: the live cluster view (membership records and broadcasts);
+    ``json_output``: print one snapshot as JSON and exit."""
 
     command: str = "status"
     json_output: bool = False
@@ -202,7 +203,8 @@ def verify_piece_from_args(args, common: CommonArgs, dry_run: bool) -> VerifyPie
 
 
 def add_status_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--json", action="store_true", dest="json_output", help="print members as JSON")
+    parser.add_argument("--json", action="store_true", dest="json_output",
+                        help="print one snapshot of the cluster as JSON (for scripts)")
     parser.add_argument("--timeout", default="10", metavar="SECONDS", dest="status_timeout",
                         help="give up connecting after this long (default 10)")
 
