@@ -53,7 +53,7 @@ def _members(ns: str, nats_url: str) -> dict:
     out = _in(ns, "-m", "services", "status", "--nats-server", nats_url, "--json")
     if out.returncode != 0:
         return {}
-    return {f"{m['role']}.{m['instance']}": m for m in json.loads(out.stdout)}
+    return {f"{m['role']}.{m['instance']}": m for m in json.loads(out.stdout)["components"]}
 
 
 def _wait(condition, what: str, procs: list[RoleProcess]) -> object:  # noqa: ANN001
