@@ -1,7 +1,7 @@
 """Compile the numba kernels of the farming path into numba's on-disk cache, in parallel.
 
 Why: on a cold cache (a fresh machine, a new numba or source version) the first K=20 table
-build compiles for about a minute, most of it one function (the BLAKE3-based ``fn_batch``). A
+build compiles for about a minute, most of it one function (the BLAKE3-based ``fn_into``). A
 cluster started cold would have the plot-server, the proof-server and the plot-client each
 compile the same kernels at once, on the same cores, on the critical path to the first block.
 ``python -m services.jit_warmup`` runs the code paths of plotting, auditing, reading, proving
@@ -13,7 +13,7 @@ quickstart runs it beside the dev node's archiving and starts the PoS roles when
 Parts (each runnable alone with ``--part NAME``), started in this order as workers free up
 (``--jobs``, default the CPU count), a part after the parts it builds on:
 
-* ``pos-fn``: the table-building ``fn_batch`` kernel (the long one);
+* ``pos-fn``: the table-building ``fn_into`` kernel (the long one);
 * ``pieces``: the caches' batched piece check (``piece_batch.verify_pieces``) on two pieces;
 * ``pos-build``: the other table-building kernels (ChaCha8 f1, bucketing, matching, gathers);
 * ``plot``: plotting a 2-piece sector with the dev KZG setup and the shim PoS on a thread pool
@@ -49,39 +49,45 @@ from typing import Callable, NamedTuple
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
+def _k17_scratch():  # noqa: ANN202
+    from services.protocol.pos.scratch import TableScratch
+
+    scratch = TableScratch()
+    scratch.prepare(17)  # the same dtypes as at K=20 (the kernels take K at run time)
+    return scratch
+
+
 def _warm_pos_fn() -> None:
-    import numpy as np
+    from services.protocol.pos.fn import fn_into
+    from services.protocol.pos.layout import table_pair_bits
 
-    from services.protocol.pos.fn import fn_batch
-
-    # the dtypes the table builder passes (services.protocol.pos.cpu_backend): y uint32, metadata
-    # halves uint64, match indices uint32; one match of two zero entries
-    y = np.zeros(2, dtype=np.uint32)
-    meta = np.zeros(2, dtype=np.uint64)
-    left = np.zeros(1, dtype=np.uint32)
-    right = np.ones(1, dtype=np.uint32)
-    for table in (2, 7):
-        fn_batch(17, table, y, meta, meta.copy(), left, right, 1)
+    # the arrays the table builder passes (services.protocol.pos.cpu_backend), one zero match
+    s = _k17_scratch()
+    s.pairs[:1] = 0
+    fn_into(17, 2, s.y_parent, s.meta_parent_hi, s.meta_parent_lo, s.pairs, 1, table_pair_bits(17),
+            s.y_new, s.meta_new_hi, s.meta_new_lo)
 
 
 def _warm_pos_build() -> None:
     import numpy as np
 
     from services.protocol.pos import cpu_backend
-    from services.protocol.pos.chacha8 import f1_all
-    from services.protocol.pos.matching import TARGET_COL, TARGET_ROW, bucketize, find_matches
+    from services.protocol.pos.chacha8 import f1_into
+    from services.protocol.pos.layout import table_pair_bits
     from services.protocol.pos.params import num_buckets
 
-    # the table builder's steps but fn_batch (part pos-fn), at K=17, same argument types
-    k = 17
+    # the table builder's steps but fn_into (part pos-fn), at K=17, same argument types
+    k, s = 17, _k17_scratch()
     n_buckets = num_buckets(k)
-    ys = f1_all(np.frombuffer(bytes(range(32)), dtype=np.uint8), k)
-    order, y, bucket_start = bucketize(ys, n_buckets)
-    left, right, n = find_matches(y, bucket_start, n_buckets, TARGET_ROW, TARGET_COL)
-    values = np.zeros(order.shape[0], dtype=np.uint64)
-    cpu_backend._gather_u64(values, order)
-    children = np.empty(2 * order.shape[0], dtype=np.uint32)
-    cpu_backend._gather_children(left, right, order[: min(n, order.shape[0])], children, np.int64(0))
+    f1_into(np.frombuffer(bytes(range(32)), dtype=np.uint8), k, s.meta_new_lo.view(np.uint32), s.y_new)
+    kept, bucket_start = cpu_backend.bucketize_into(s.y_new[:1 << k], n_buckets, s.y_new, s.order, s.y_parent,
+                                                    s.meta_parent_lo.view(np.uint32))
+    cpu_backend._table1_meta(s.order, kept, s.meta_parent_hi, s.meta_parent_lo)
+    s.swap_ys()
+    n = cpu_backend._match(s, kept, bucket_start, n_buckets, table_pair_bits(k))
+    pairs = np.empty(n, dtype=s.pairs.dtype)
+    cpu_backend._gather(s.pairs, s.order, n, pairs)
+    cpu_backend._gather_meta(s.meta_new_hi, s.meta_new_lo, s.order, n, s.meta_parent_hi, s.meta_parent_lo)
 
 
 def _warm_pos_verify() -> None:
@@ -210,11 +216,11 @@ class Part(NamedTuple):
 
 
 PARTS: dict[str, Part] = {  # in start order
-    "pos-fn": Part(_warm_pos_fn, ("services.protocol.pos.fn:fn_batch",)),
+    "pos-fn": Part(_warm_pos_fn, ("services.protocol.pos.fn:fn_into",)),
     "pieces": Part(_warm_pieces, ("services.protocol.piece_batch:_accumulate_record",)),
     "pos-build": Part(_warm_pos_build, (
-        "services.protocol.pos.chacha8:f1_all", "services.protocol.pos.matching:bucketize",
-        "services.protocol.pos.matching:find_matches", "services.protocol.pos.cpu_backend:_gather_children")),
+        "services.protocol.pos.chacha8:f1_into", "services.protocol.pos.matching:bucketize_into",
+        "services.protocol.pos.matching:find_matches_into", "services.protocol.pos.cpu_backend:_gather_meta")),
     "plot": Part(_warm_plot, (
         "services.protocol.plotting:_select_chunks", "services.protocol.sector_writer:_gather_s_buckets",
         "services.protocol.auditing:_hash_messages_kernel")),
