@@ -62,6 +62,7 @@ log = structlog.get_logger("bus.membership")
 DEFAULT_BUCKET = "autonomys-members"
 MEMBER_TTL = 60.0  # spec 06: a member silent for 60 s is gone
 REFRESH_INTERVAL = 30.0  # spec 06: identification every 30 s
+WATCH_ATTEMPTS = 3  # creating the watcher's consumer, each with nats-py's 5 s API timeout
 _TOKEN = re.compile(r"^[-_=a-zA-Z0-9]+$")
 
 
@@ -161,7 +162,13 @@ class MembershipWatcher:
         kv = self.membership.kv
         info = await self.membership.bus.js.stream_info(f"KV_{self.membership.bucket}")
         self._target_revision = info.state.last_seq or 0
-        self._kv_watcher = await kv.watchall()
+        for attempt in range(WATCH_ATTEMPTS):  # a busy JetStream cluster can miss the 5 s API timeout
+            try:
+                self._kv_watcher = await kv.watchall()
+                break
+            except nats.errors.TimeoutError:
+                if attempt == WATCH_ATTEMPTS - 1:
+                    raise
         self._tasks.append(asyncio.ensure_future(self._follow()))
         self._tasks.append(asyncio.ensure_future(self._sweep()))
         await self._synced.wait()
