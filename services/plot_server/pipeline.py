@@ -215,7 +215,8 @@ class SectorPipeline:
             self._give_back(records)
         finished = time.monotonic()
         return PlotResult(size, checksum, plotted.to_scale(), finished - started, dict(sources),
-                          downloading_seconds=timing.fetching, encoding_seconds=encoded - (timing.first_batch or encoded),
+                          downloading_seconds=timing.fetching,
+                          encoding_seconds=encoded - (timing.first_batch or encoded),
                           writing_seconds=finished - encoded)
 
     async def _encode(self, sector: SectorBuffer, abort: threading.Event, progress: Progress, sources: Counter,

@@ -235,8 +235,8 @@ def _gpu(role: str, instance: str, c: dict, uptime_s: float) -> GpuRow:
         role=role, instance=instance, backend=str(c.get("backend", "")), gpu_model=str(c.get("gpu_model", "")),
         gpus=_int(c, "gpus"), vram_bytes=_int(c, "vram_bytes"), tables_per_second=tables, hourly_cost=cost,
         accepting_work=c.get("accepting_work", 0) == 1, self_test=str(c.get("self_test", "")),
-        sectors_plotted=plotted, sectors_per_hour=round(measured, 3), seconds_per_sector=_number(c, "seconds_per_sector"),
-        proved=_int(c, "proved"),
+        sectors_plotted=plotted, sectors_per_hour=round(measured, 3),
+        seconds_per_sector=_number(c, "seconds_per_sector"), proved=_int(c, "proved"),
         avg_proving_ms=_number(c, "avg_proving_ms"), tib_per_hour=round(tib_per_hour, 6),
         cost_per_tib=round(cost / tib_per_hour, 4) if cost is not None and tib_per_hour > 0 else None,
         cost_basis=basis if cost is not None and tib_per_hour > 0 else "")
