@@ -15,7 +15,7 @@ from typing import Any
 import msgspec
 
 from services.gpu.inventory import Inventory, inventory
-from services.gpu.known_answer import KNOWN_ANSWER, KnownAnswer
+from services.gpu.known_answer import KNOWN_ANSWER, KnownAnswer, load_known_answer
 from services.gpu.selftest import DEFAULT_VRAM_PER_TASK, SelfTestResult, run_self_test
 
 
@@ -49,10 +49,15 @@ class WorkerReadiness(msgspec.Struct, frozen=True):
 
 
 async def prepare_worker(*, backend: str = "auto", hourly_cost: float | None = None, gpu_concurrency: int | None = None,
-                         metrics: Any = None, log: Any = None, known_answer: KnownAnswer = KNOWN_ANSWER) -> WorkerReadiness:
+                         metrics: Any = None, log: Any = None, known_answer: KnownAnswer = KNOWN_ANSWER,
+                         known_answer_file: str | None = None) -> WorkerReadiness:
     """Inventory and self-test in a worker thread (the event loop keeps serving); VRAM checked
-    for ``gpu_concurrency`` tasks (2 GiB each). Fills ``metrics.gpu()`` when given and logs the
-    verdict: info when passed, error ``refusing work: ...`` otherwise."""
+    for ``gpu_concurrency`` tasks (2 GiB each). ``known_answer_file`` (a role's
+    ``--self-test-known-answer``, checked at the command line) replaces ``known_answer``.
+    Fills ``metrics.gpu()`` when given and logs the verdict: info when passed, error
+    ``refusing work: ...`` otherwise."""
+    if known_answer_file is not None:
+        known_answer = await asyncio.to_thread(load_known_answer, known_answer_file)
     inv = await asyncio.to_thread(inventory)
     vram = DEFAULT_VRAM_PER_TASK * max(1, gpu_concurrency or 1)
     result = await asyncio.to_thread(run_self_test, backend, known_answer, vram, inv)

@@ -18,6 +18,10 @@ What it does, per farm, with at most ``--plotting-concurrency`` sectors in fligh
   tells the holder ``SectorJobDone(written)``, on which the plot-server acks the job. One result
   is accepted per job; a slot is written once per job.
 
+Metrics: each farm's official ``subspace_farmer_farm_sector_*`` counters and times and its
+``sectors_total{state}`` gauge follow its jobs, through the farm's
+:class:`services.plot_client.stats.FarmingStats` (``stats``, by farm id).
+
 Restart safety: journalled jobs are matched with the farm (a job whose sector the farm already
 holds at that history size was written: the holder is told so when it offers it again); the
 others are queued again under the same de-duplication id unless still in the queue; a slot the
@@ -29,7 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Iterable
+from typing import Iterable, Mapping
 
 import structlog
 
@@ -43,6 +47,7 @@ from services.p2p import PeerClient
 from services.plot_client.plotting_download import DownloadError, download_sector
 from services.plot_client.plotting_jobs import CLAIMED, DOWNLOADING, QUEUED, WRITTEN, JobJournal, JobRecord
 from services.plot_client.plotting_plan import ExpiryTracker, PlotDecision, Slot, SlotKind, choose_sectors
+from services.plot_client.stats import FarmingStats
 from services.plot_server.messages import (
     DONE_FAILED,
     DONE_WRITTEN,
@@ -79,8 +84,9 @@ _SLOT_KIND = {SectorState.MISSING: SlotKind.MISSING, SectorState.NEEDS_REPLOT: S
 class FarmPlotting:
     """One farm's plotting state: its jobs in flight (by sector index), journal and expiries."""
 
-    def __init__(self, farm: Farm, min_sector_lifetime: int) -> None:
+    def __init__(self, farm: Farm, min_sector_lifetime: int, stats: FarmingStats | None = None) -> None:
         self.farm = farm
+        self.stats = stats if stats is not None else FarmingStats(farm.farm_id)
         self.journal = JobJournal(farm.directory)
         self.tracker = ExpiryTracker(min_sector_lifetime)
         self.records: dict[int, JobRecord] = {}
@@ -115,13 +121,15 @@ class PlottingComponent:
     """Start with :meth:`start`, run :meth:`run` as a task of the plot-client, :meth:`stop`."""
 
     def __init__(self, bus: Bus, farms: Iterable[Farm], protocol_info: FarmerProtocolInfo, *, instance: str,
-                 plotting_concurrency: int, cluster_secret=None, downloads: int = DOWNLOADS_AT_ONCE) -> None:  # noqa: ANN001
+                 plotting_concurrency: int, cluster_secret=None, downloads: int = DOWNLOADS_AT_ONCE,  # noqa: ANN001
+                 stats: Mapping[str, FarmingStats] | None = None) -> None:
         self.bus = bus
         self.instance = instance
         self.concurrency = plotting_concurrency
         self.protocol_info = protocol_info
         self.latest_segment_index = protocol_info.history_size - 1
-        self.farms = [FarmPlotting(farm, protocol_info.min_sector_lifetime) for farm in farms]
+        stats = stats or {}
+        self.farms = [FarmPlotting(farm, protocol_info.min_sector_lifetime, stats.get(farm.farm_id)) for farm in farms]
         self.jobs: dict[str, tuple[FarmPlotting, JobRecord]] = {}
         self.peer = PeerClient(cluster_secret, name=f"plot-client-{instance}")
         self.queue: WorkQueue[PlotSectorJob] | None = None
@@ -362,6 +370,8 @@ class PlottingComponent:
             await self._supersede(record, msg.server)
         record.holder, record.state, record.stage = msg.server, CLAIMED, "claimed"
         record.heard()
+        record.claimed_at = time.monotonic()
+        fp.stats.count_sector_plotting()
         self.stats["claims_accepted"] += 1
         log.info("sector job claimed", job_id=msg.job_id, plot_server=msg.server, attempt=msg.attempt)
         return ClaimReply(accepted=True)
@@ -414,6 +424,7 @@ class PlottingComponent:
         if msg.sector_size != expected:
             return ReadyReply(accepted=False, reason=f"sector of {msg.sector_size} bytes, expected {expected}")
         record.state, record.stage = DOWNLOADING, "ready"
+        fp.stats.observe_sector_ready(msg.downloading_seconds, msg.encoding_seconds)
         self._spawn(self._download(fp, record, msg))
         return ReadyReply(accepted=True)
 
@@ -447,6 +458,9 @@ class PlottingComponent:
         self.stats["download_resumes"] += resumes
         record.state = WRITTEN
         record.heard()
+        now = time.monotonic()  # plotting time from the claim (else, after a restart, the plot-server's + writing)
+        fp.stats.observe_sector_plotted(now - started, now - (record.claimed_at or started - ready.seconds))
+        fp.stats.observe_sectors(time.time(), farm.target_sector_count, len(farm.plotted_sectors()))
         fp.tracker.forget(index)
         await asyncio.to_thread(fp.save)
         logger.info("sector written", replotting=job.replotting, history_size=record.history_size,
@@ -473,11 +487,12 @@ class PlottingComponent:
 
     async def _download_failed(self, record: JobRecord, ready: SectorJobReady, reason: str, logger) -> None:  # noqa: ANN001
         self.stats["download_failures"] += 1
+        fp = self.jobs[record.job.job_id][0]
+        fp.stats.count_sector_plotting_error()
         logger.warning("sector download failed; it will be plotted again", error=reason)
         record.state, record.holder = QUEUED, None
         record.heard()
         if not await self._tell_holder(record, ready.server, DONE_FAILED, reason):
-            fp = self.jobs[record.job.job_id][0]
             await self._requeue_if_gone(fp, record)  # its copy may have been refused while downloading
 
     async def _tell_holder(self, record: JobRecord, server: str, outcome: str, reason: str) -> bool:

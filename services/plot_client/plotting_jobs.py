@@ -61,6 +61,7 @@ class JobRecord:
     total: int = 0
     last_heard: float = field(default_factory=time.monotonic)
     published_at: float = field(default_factory=time.monotonic)
+    claimed_at: float = 0.0  # monotonic time a plot-server's claim was accepted (0: not in this run)
 
     @property
     def sector_index(self) -> int:

@@ -120,7 +120,8 @@ class PlotClientService(Daemon):
         self._farming = [FarmFarming(ctx, self._reading_pool, self._scheduler) for ctx in self.farms]
         self._plotting = PlottingComponent(self.bus, [c.farm for c in self.farms], info.protocol_info,
                                            instance=cfg.instance, plotting_concurrency=cfg.plotting_concurrency,
-                                           cluster_secret=cfg.cluster_secret)
+                                           cluster_secret=cfg.cluster_secret,
+                                           stats={c.farm.farm_id: c.stats for c in self.farms})
         await self._plotting.start()
         self._slot_sub = await self.bus.subscribe(SlotInfoBroadcast)
         self._reward_sub = await self.bus.subscribe(RewardSigningBroadcast)

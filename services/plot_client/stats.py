@@ -5,6 +5,15 @@ which also feeds the farm's Prometheus view when one is given (``metrics``: a
 :class:`services.metrics.farm.FarmView`, the official ``subspace_farmer_farm_*`` names: auditing
 time, proving time by result, skipped slots, farming errors, and our solution pipeline:
 found -> submitted (``Success``) / past deadline (``Timeout``), accepted = reward signed).
+
+Plotting feeds the official farm sector metrics as the reference's cluster farmer does, stage
+by stage of a sector job (``services.plot_client.plotting``): ``sector_plotting`` when a
+plot-server's claim is accepted; on the ready sector, ``sector_downloading``/``downloaded`` and
+``..._encoding``/``encoded`` with the plot-server's own piece downloading and encoding times;
+``sector_writing`` when its transfer into the farm's slot starts and ``sector_written`` with the
+time of that transfer and commit; ``sector_plotted`` with the time from the claim to the commit;
+``sector_plotting_error`` when the sector could not be taken into the farm. The
+``sectors_total{state}`` gauge follows the farm's plotted count.
 """
 
 from __future__ import annotations
@@ -88,6 +97,8 @@ class FarmingStats:
     reward_signatures: int = 0
     sectors_marked_for_replot: int = 0
     farming_errors: int = 0
+    sectors_plotted: int = 0  # written into the farm by this process's plotting
+    sector_plotting_errors: int = 0
     last_audit_at: float = 0.0  # unix time of the latest finished audit
     last_solution_at: float = 0.0
     last_reward_at: float = 0.0
@@ -99,6 +110,39 @@ class FarmingStats:
         self.plotting_rate.sample(now, plotted)
         if self.metrics is not None:
             self.metrics.set_sectors_total(NotPlotted=max(0, target - plotted), Plotted=plotted)
+
+    def count_sector_plotting(self) -> None:
+        """A plot-server started on one of this farm's sectors (its claim was accepted)."""
+        if self.metrics is not None:
+            self.metrics.sector_plotting.inc()
+
+    def observe_sector_ready(self, downloading_s: float, encoding_s: float) -> None:
+        """A plot-server finished a sector (its piece downloading and encoding times); its
+        transfer into the farm's slot starts."""
+        if self.metrics is not None:
+            m = self.metrics
+            m.sector_downloading.inc()
+            m.sector_downloading_time.observe(downloading_s)
+            m.sector_downloaded.inc()
+            m.sector_encoding.inc()
+            m.sector_encoding_time.observe(encoding_s)
+            m.sector_encoded.inc()
+            m.sector_writing.inc()
+
+    def observe_sector_plotted(self, writing_s: float, plotting_s: float) -> None:
+        """The sector and its metadata are committed to the farm."""
+        self.sectors_plotted += 1
+        if self.metrics is not None:
+            m = self.metrics
+            m.sector_writing_time.observe(writing_s)
+            m.sector_written.inc()
+            m.sector_plotting_time.observe(plotting_s)
+            m.sector_plotted.inc()
+
+    def count_sector_plotting_error(self) -> None:
+        self.sector_plotting_errors += 1
+        if self.metrics is not None:
+            self.metrics.sector_plotting_error.inc()
 
     def observe_audit(self, seconds: float, sectors: int, candidates: int) -> None:
         self.audits += 1
@@ -175,4 +219,6 @@ class FarmingStats:
             "reward_signatures": self.reward_signatures,
             "sectors_marked_for_replot": self.sectors_marked_for_replot,
             "farming_errors": self.farming_errors,
+            "sectors_plotted": self.sectors_plotted,
+            "sector_plotting_errors": self.sector_plotting_errors,
         }

@@ -137,6 +137,8 @@ class SectorJobReady(Message):
     checksum: bytes  # the sector's last 32 bytes: blake3 of everything before
     plotted_sector: bytes  # SCALE PlottedSector
     seconds: float = 0.0  # plotting time
+    downloading_seconds: float = 0.0  # of which waiting for pieces (services.plot_server.pipeline.PlotResult)
+    encoding_seconds: float = 0.0  # of which encoding records
 
     def decoded_plotted_sector(self) -> PlottedSector:
         return PlottedSector.from_scale(self.plotted_sector)

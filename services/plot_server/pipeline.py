@@ -64,6 +64,9 @@ class PlotResult:
     plotted_sector: bytes  # SCALE PlottedSector
     seconds: float
     piece_sources: dict[str, int]  # pieces per source (priority, tcp://shard, controller, ...)
+    downloading_seconds: float = 0.0  # waiting for pieces (fetches overlap the previous batch's encoding)
+    encoding_seconds: float = 0.0  # from the first batch of pieces in hand to the last record encoded
+    writing_seconds: float = 0.0  # streaming the finished layout to BASE_PATH
 
 
 def memory_per_sector(pieces_in_sector: int, encoding_threads: int) -> int:
@@ -73,6 +76,12 @@ def memory_per_sector(pieces_in_sector: int, encoding_threads: int) -> int:
     del encoding_threads  # the scratch is per thread, not per sector
     buffer = pieces_in_sector * (RECORD_SIZE + 8192 + 128)
     return buffer + 2 * min(PIECE_BATCH, pieces_in_sector) * PIECE_SIZE
+
+
+@dataclass
+class _Timing:
+    fetching: float = 0.0  # seconds spent waiting for piece batches
+    first_batch: float = 0.0  # monotonic time the first batch was in hand
 
 
 class PieceResult:
@@ -131,15 +140,19 @@ class SectorPipeline:
         pipeline._config = config
         return pipeline
 
-    async def start(self, bus: Bus) -> None:
+    async def start(self, bus: Bus, metrics=None) -> None:  # noqa: ANN001 - services.metrics.DaemonMetrics
         """Connect the piece getter: ``--priority-cache`` (BASE_PATH/priority-cache) first, then the
-        shards of ``--cache-group``, the full-piece caches and the controller."""
+        shards of ``--cache-group``, the full-piece caches and the controller. With ``metrics``,
+        piece fetches feed ``subspace_farmer_piece_getter_*`` and the TCP client ``..._tcp_*{kind="piece"}``."""
         config = self._config
         self._client = PeerClient(config.cluster_secret, name=f"plot-server-{config.instance}")
+        if metrics is not None:
+            metrics.tcp.watch("piece", self._client)
         if config.priority_cache:
             self._priority = await asyncio.to_thread(PriorityCache, Path(config.base_path) / PRIORITY_CACHE_DIR)
         self.pieces = await PieceGetter.connect(bus, self._client, cache_group=config.cache_group,
-                                                priority=self._priority)
+                                                priority=self._priority,
+                                                metrics=None if metrics is None else metrics.piece_getter())
 
     async def stop(self) -> None:
         if self.pieces is not None and hasattr(self.pieces, "close"):
@@ -191,16 +204,23 @@ class SectorPipeline:
             raise PlottingFailed(f"{n} pieces in sector is outside 1..{info.max_pieces_in_sector} (max_pieces_in_sector)")
         records = self._records(n)
         sources: Counter = Counter()
+        timing = _Timing()
         try:
             sector = SectorBuffer(job.public_key, job.sector_index, info, n, records=records)
-            await self._encode(sector, abort, progress, sources)
+            await self._encode(sector, abort, progress, sources, timing)
+            encoded = time.monotonic()
             progress(STAGE_WRITING, n, n)
             plotted, checksum, size = await asyncio.to_thread(self._write, job.job_id, sector)
         finally:
             self._give_back(records)
-        return PlotResult(size, checksum, plotted.to_scale(), time.monotonic() - started, dict(sources))
+        finished = time.monotonic()
+        return PlotResult(size, checksum, plotted.to_scale(), finished - started, dict(sources),
+                          downloading_seconds=timing.fetching,
+                          encoding_seconds=encoded - (timing.first_batch or encoded),
+                          writing_seconds=finished - encoded)
 
-    async def _encode(self, sector: SectorBuffer, abort: threading.Event, progress: Progress, sources: Counter) -> None:
+    async def _encode(self, sector: SectorBuffer, abort: threading.Event, progress: Progress, sources: Counter,
+                      timing: "_Timing") -> None:
         """Fetch the pieces batch by batch and encode each record into ``sector``."""
         n = sector.pieces_in_sector
         offsets: dict[int, list[int]] = defaultdict(list)
@@ -244,7 +264,10 @@ class SectorPipeline:
                 part = distinct[start:start + self.batch]
                 buffer = await free.get()
                 slots = {index: buffer[k * PIECE_SIZE:(k + 1) * PIECE_SIZE] for k, index in enumerate(part)}
+                fetch_started = time.monotonic()
                 await self._fetch_batch(part, slots, abort, sources)
+                timing.fetching += time.monotonic() - fetch_started
+                timing.first_batch = timing.first_batch or time.monotonic()
                 if encoding and encoding[-1].done():
                     encoding[-1].result()  # surface an encoding failure before fetching more
                 encoding.append(asyncio.ensure_future(encode_batch(buffer, slots)))

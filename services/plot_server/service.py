@@ -14,6 +14,22 @@ notifications (a cancel or a "stop" reply aborts it between records), offer it w
 it only on the plot-client's ``SectorJobDone(written)``. A crash leaves the job un-acked: the
 queue redelivers it to another plot-server after its ack wait, and the plot-client accepts
 that newer holder only. SIGTERM gives held jobs back at once (nak) so others can take them.
+
+Before it pulls a job it runs the GPU self-test on its encoding backend (``services.gpu.
+prepare_worker``, as the proof-server does: the K=20 known answer, a proof verification, VRAM
+for ``GPU_CONCURRENCY``). A process that fails it stays up and registered but never binds the
+queue's consumer, so its jobs stay queued for other plot-servers; it logs ``refusing work:
+<reason>`` and says so in its membership record (``self_test``, ``accepting_work: 0``) and in
+``subspace_farmer_gpu_self_test_passed``.
+
+Membership record (``autonomys-farmer status``): the GPU inventory and self-test fields of
+:class:`services.gpu.WorkerReadiness` (``backend gpu_model gpus vram_bytes tables_per_second
+hourly_cost self_test accepting_work``), room (``sectors_in_flight`` ...), ``sectors_plotted``,
+``seconds_per_sector`` (mean plotting time), ``plotting_busy_s`` (wall time with a sector being
+plotted) and ``sector_bytes`` (the last sector's size), from which the status computes TiB per
+hour and cost per TiB. Metrics: the official ``subspace_farmer_plotter_*{kind}`` set (see
+:mod:`services.metrics.plotter`), the piece getter's, the TCP data plane's (sectors served,
+pieces fetched), the bus's and the GPU's.
 """
 
 from __future__ import annotations
@@ -30,6 +46,8 @@ from services.bus.errors import BusError, NoResponders, RemoteError, RequestTime
 from services.bus.jobs import ClaimedJob, WorkQueue, Worker
 from services.bus.membership import Member, Membership, Registration
 from services.daemon import Daemon, DaemonError
+from services.gpu import WorkerReadiness, prepare_worker
+from services.metrics.plotter import CPU_KIND, CUDA_KIND
 from services.plot_server.config import PlotServerConfig
 from services.p2p import BulkItem, Missing, PeerServer
 from services.plot_server.finished import FinishedSectorError, FinishedSectors
@@ -103,8 +121,12 @@ class PlotServerService(Daemon):
         self.endpoint = ""
         self.held: dict[str, HeldJob] = {}
         self._room = asyncio.Event()
+        self.readiness: WorkerReadiness | None = None
+        self.plotter = None  # services.metrics.plotter.PlotterView, once the backend is known
+        self.busy = BusyClock()
+        self.sector_bytes = 0
         self.stats = {"claimed": 0, "refused": 0, "plotted": 0, "acked": 0, "aborted": 0, "failed": 0,
-                      "given_back": 0}
+                      "given_back": 0, "plotting_s_total": 0.0}
 
     # ---- lifecycle
 
@@ -118,31 +140,46 @@ class PlotServerService(Daemon):
         if removed:
             self.log.warning("removed sectors a previous run left unfinished (their jobs are redelivered)",
                              files=len(removed))
-        self.bus = await Bus.connect(list(cfg.nats_servers), name=f"{ROLE}-{self.instance}")
         self.executor = ThreadPoolExecutor(cfg.record_encoding_concurrency, thread_name_prefix="encode")
         try:
             self.pipeline = SectorPipeline.from_config(cfg, self.store, self.executor)
         except (RuntimeError, ValueError) as exc:  # e.g. --backend gpu without a usable device
             raise DaemonError(f"plot-server backend: {exc}") from None
-        await self.pipeline.start(self.bus)
+        backend = self.pipeline.backend
+        self.plotter = self.metrics.plotter(CUDA_KIND if backend == "gpu" else CPU_KIND)
+        self.plotter.capacity_total.set(cfg.sectors_in_flight)
+        self.readiness = await prepare_worker(
+            backend=backend, hourly_cost=cfg.hourly_cost, gpu_concurrency=cfg.gpu_concurrency, metrics=self.metrics,
+            log=self.log, known_answer_file=cfg.self_test_known_answer)
+        self.bus = await Bus.connect(list(cfg.nats_servers), name=f"{ROLE}-{self.instance}", metrics=self.metrics.bus)
+        membership = await Membership.open(self.bus)
+        if not self.readiness.ok:  # up and registered, so the operator sees why, but never pulling jobs
+            self.registration = await membership.register(
+                Member(role=ROLE, instance=self.instance, capacity=self._capacity()))
+            self.log.error("plot-server started without taking work", reason=self.readiness.reason)
+            return
+        await self.pipeline.start(self.bus, self.metrics)
         self.server = PeerServer(cfg.cluster_secret, name=f"{ROLE}-{self.instance}")
         self.server.route(FetchSectorRange, self._serve_range)
         await self.server.start(cfg.listen_host, cfg.listen_port)
+        self.metrics.tcp.watch("sector", self.server)
         self.endpoint = self.server.endpoint(cfg.advertise_host)
         self.queue = await WorkQueue.open(self.bus, PlotSectorJob, SECTOR_JOB_QUEUE)
         self.worker = await self.queue.worker()
         await self.bus.serve(SectorJobDone, self._on_done, instance=self.instance, queue_group=self.instance)
         await self.bus.serve(SectorJobCancel, self._on_cancel, instance=self.instance, queue_group=self.instance)
-        membership = await Membership.open(self.bus)
         self.registration = await membership.register(
             Member(role=ROLE, instance=self.instance, endpoints=[self.endpoint], capacity=self._capacity()))
-        self.log.info("plot-server ready", backend=self.pipeline.backend, endpoint=self.endpoint,
+        self.log.info("plot-server ready", backend=backend, endpoint=self.endpoint,
                       record_encoding_concurrency=cfg.record_encoding_concurrency,
                       sectors_in_flight=cfg.sectors_in_flight, max_finished_sectors=cfg.max_finished_sectors,
                       queue=self.queue.stream, consumer=self.queue.consumer)
 
     async def run(self) -> None:
         self.spawn(self._capacity_loop())
+        if self.worker is None:  # the self-test failed: refuse work until stopped
+            await self.stop_event.wait()
+            return
         while not self.stop_event.is_set():
             if not self._has_room():
                 self._room.clear()
@@ -163,9 +200,13 @@ class PlotServerService(Daemon):
                 continue
             if claimed.job.job_id in self.held:  # a second copy of a job held here already
                 await claimed.drop("a copy of this job is already held by this plot-server")
+                self.plotter.job("abandoned")
                 continue
+            if claimed.attempt > 1:
+                self.plotter.job("redelivered")
             held = HeldJob(claimed)
             self.held[held.job.job_id] = held
+            self._room_changed()  # gauges and the busy clock follow
             self.spawn(self._hold(held))
 
     async def stop(self) -> None:
@@ -206,10 +247,17 @@ class PlotServerService(Daemon):
 
     def _room_changed(self) -> None:
         self._room.set()
+        plotting = self.plotting
+        self.busy.set_busy(plotting > 0)
+        self.plotter.capacity_used.set(plotting)
+        self.plotter.sectors_held.set(self.store.waiting)
 
-    def _capacity(self) -> dict[str, int | float]:
+    def _capacity(self) -> dict[str, int | float | str]:
         cfg = self.config
+        stats = self.stats
+        assert self.readiness is not None
         return {
+            **self.readiness.capacity,
             "sectors_in_flight": self.plotting,
             "max_sectors_in_flight": cfg.sectors_in_flight,
             "finished_waiting": self.store.waiting,
@@ -217,7 +265,10 @@ class PlotServerService(Daemon):
             "record_encoding_concurrency": cfg.record_encoding_concurrency,
             "peak_rss_bytes": peak_rss_bytes(),
             "memory_per_1000_piece_sector_bytes": memory_per_sector(1000, cfg.record_encoding_concurrency),
-            "sectors_plotted": self.stats["plotted"],
+            "sectors_plotted": stats["plotted"],
+            "seconds_per_sector": round(stats["plotting_s_total"] / stats["plotted"], 2) if stats["plotted"] else 0.0,
+            "plotting_busy_s": round(self.busy.seconds, 1),
+            "sector_bytes": self.sector_bytes,
         }
 
     async def _capacity_loop(self) -> None:
@@ -251,6 +302,7 @@ class PlotServerService(Daemon):
                     return
                 if not reply.accepted:
                     self.stats["refused"] += 1
+                    self.plotter.job("abandoned")
                     await claimed.drop(f"plot-client refused the claim: {reply.reason}")
                     return
                 self.stats["claimed"] += 1
@@ -268,16 +320,22 @@ class PlotServerService(Daemon):
     async def _plot(self, held: HeldJob, log) -> SectorJobReady | None:  # noqa: ANN001
         job, claimed = held.job, held.claimed
         progress_task = asyncio.ensure_future(self._progress_loop(held))
+        plotter = self.plotter
+        for counter in (plotter.sector_plotting, plotter.sector_downloading, plotter.sector_encoding):
+            counter.inc()
         try:
             result = await self.pipeline.plot(job, held.abort, lambda stage, done, total: self._on_progress(
                 held, stage, done, total))
         except PlottingAborted:
             self.stats["aborted"] += 1
+            plotter.job("abandoned")
             log.info("sector job stopped", reason=held.abort_reason)
             await claimed.drop(f"stopped: {held.abort_reason}")
             return None
         except (PlottingFailed, OSError) as exc:  # OSError: BASE_PATH full or failing
             self.stats["failed"] += 1
+            plotter.sector_plotting_error.inc()
+            plotter.job("failed")
             log.warning("plotting failed", error=str(exc) or type(exc).__name__)
             await claimed.retry(f"plotting failed: {exc}", delay=FAILED_RETRY_DELAY_S)
             return None
@@ -287,16 +345,27 @@ class PlotServerService(Daemon):
             await asyncio.gather(progress_task, return_exceptions=True)
             self._room_changed()
         self.stats["plotted"] += 1
-        log.info("sector plotted", seconds=round(result.seconds, 2), peak_rss_mib=peak_rss_bytes() >> 20,
-                 piece_sources=result.piece_sources)
+        self.stats["plotting_s_total"] += result.seconds
+        self.sector_bytes = result.size
+        plotter.sector_downloading_time.observe(result.downloading_seconds)
+        plotter.sector_downloaded.inc()
+        plotter.sector_encoding_time.observe(result.encoding_seconds)
+        plotter.sector_encoded.inc()
+        plotter.sector_plotting_time.observe(result.seconds)
+        plotter.sector_plotted.inc()
+        log.info("sector plotted", seconds=round(result.seconds, 2), downloading_s=round(result.downloading_seconds, 2),
+                 encoding_s=round(result.encoding_seconds, 2), writing_s=round(result.writing_seconds, 2),
+                 peak_rss_mib=peak_rss_bytes() >> 20, piece_sources=result.piece_sources)
         held.stage = STAGE_READY
         return SectorJobReady(job_id=job.job_id, server=self.instance, endpoint=self.endpoint,
                               sector_size=result.size, checksum=result.checksum,
-                              plotted_sector=result.plotted_sector, seconds=result.seconds)
+                              plotted_sector=result.plotted_sector, seconds=result.seconds,
+                              downloading_seconds=result.downloading_seconds, encoding_seconds=result.encoding_seconds)
 
     async def _offer(self, held: HeldJob, ready: SectorJobReady, log) -> None:  # noqa: ANN001
         claimed = held.claimed
-        deadline = time.monotonic() + READY_GIVE_UP_S
+        offered = time.monotonic()
+        deadline = offered + READY_GIVE_UP_S
         while not held.outcome.done():
             if time.monotonic() > deadline:
                 await claimed.retry(f"plot-client {held.job.client} did not take the sector for {READY_GIVE_UP_S:.0f} s")
@@ -319,10 +388,14 @@ class PlotServerService(Daemon):
             except Exception as exc:  # noqa: BLE001 - e.g. a copy of the job was dropped meanwhile
                 log.warning("could not ack a delivered sector's job", error=str(exc) or type(exc).__name__)
             self.stats["acked"] += 1
+            self.plotter.upload_time.observe(time.monotonic() - offered)
+            self.plotter.job("done")
             log.info("sector delivered", seconds=round(time.monotonic() - held.started, 2))
         elif outcome == DONE_UNWANTED:
+            self.plotter.job("abandoned")
             await claimed.drop(f"not wanted any more: {reason}")
         else:
+            self.plotter.job("failed")
             await claimed.retry(f"plot-client could not take the sector: {reason}", delay=FAILED_RETRY_DELAY_S)
 
     def _on_progress(self, held: HeldJob, stage: str, done: int, total: int) -> None:
@@ -380,6 +453,27 @@ class PlotServerService(Daemon):
         if held is not None:
             self.log.info("sector job cancelled by its plot-client", job_id=msg.job_id, reason=msg.reason)
             held.cancel(msg.reason or "cancelled")
+
+
+class BusyClock:
+    """Wall seconds during which at least one sector was being plotted (the measured throughput's
+    denominator: idle time waiting for jobs does not make a GPU look slower)."""
+
+    def __init__(self) -> None:
+        self._total = 0.0
+        self._since: float | None = None
+
+    def set_busy(self, busy: bool) -> None:
+        now = time.monotonic()
+        if busy and self._since is None:
+            self._since = now
+        elif not busy and self._since is not None:
+            self._total += now - self._since
+            self._since = None
+
+    @property
+    def seconds(self) -> float:
+        return self._total + (time.monotonic() - self._since if self._since is not None else 0.0)
 
 
 def peak_rss_bytes() -> int:

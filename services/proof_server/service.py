@@ -39,8 +39,7 @@ import nats.errors
 from services.bus.client import Bus
 from services.bus.membership import Member, Membership
 from services.daemon import Daemon, DaemonError
-from services.gpu import KNOWN_ANSWER, WorkerReadiness, prepare_worker
-from services.gpu.known_answer import load_known_answer
+from services.gpu import WorkerReadiness, prepare_worker
 from services.proof_server.config import ProofServerConfig
 from services.proof_server.messages import ProveRequest, ProveResult
 from services.protocol.parallel import Workers
@@ -86,10 +85,9 @@ class ProofServerService(Daemon):
         except (RuntimeError, ValueError) as exc:
             raise DaemonError(str(exc)) from None
         self.concurrency = cfg.concurrency or default_concurrency(self.backend, cfg.gpu_concurrency)
-        known = KNOWN_ANSWER if cfg.self_test_known_answer is None else load_known_answer(cfg.self_test_known_answer)
         self.readiness = readiness = await prepare_worker(
             backend=self.backend, hourly_cost=cfg.hourly_cost, gpu_concurrency=self.concurrency, metrics=self.metrics,
-            log=self.log, known_answer=known)
+            log=self.log, known_answer_file=cfg.self_test_known_answer)
         self.proof_metrics.tables_per_second.set(readiness.self_test.tables_per_second)
         self.bus = await Bus.connect(list(cfg.nats_servers), name=f"proof-server-{cfg.instance}",
                                      metrics=self.metrics.bus)

@@ -20,10 +20,12 @@ Rules (health of one component: ``ok``, ``warn`` yellow, ``failing`` red):
 * cluster: no controller, or proof-servers present but none accepting work -> a problem line.
 
 Cost per TiB plotted per GPU (``gpus[].cost_per_tib``): ``hourly_cost`` divided by TiB plotted
-per hour, where a plot-server's rate is measured (sectors plotted since it started, times the
-sector size) and, before it has plotted (and for proof-servers, for comparison), estimated from
-its self-test throughput: one K=20 table set per record, :data:`PIECES_PER_SECTOR` records per
-sector (``cost_basis`` says which).
+per hour, where a plot-server's rate is measured (sectors plotted since it started, times its
+``sector_bytes``, over ``plotting_busy_s``, the wall time it had a sector in flight, so waiting
+for jobs does not count against the GPU; over its uptime for records without it) and, before
+it has plotted (and for proof-servers, for comparison), estimated from its self-test
+throughput: one K=20 table set per record, :data:`PIECES_PER_SECTOR` records per sector
+(``cost_basis`` says which).
 """
 
 from __future__ import annotations
@@ -84,6 +86,7 @@ class GpuRow(msgspec.Struct, kw_only=True):
     self_test: str = ""
     sectors_plotted: int = 0
     sectors_per_hour: float = 0.0  # measured (plot-server), 0 otherwise
+    seconds_per_sector: float = 0.0  # mean plotting time of one sector (plot-server)
     proved: int = 0
     avg_proving_ms: float = 0.0
     tib_per_hour: float = 0.0
@@ -219,7 +222,8 @@ def _gpu(role: str, instance: str, c: dict, uptime_s: float) -> GpuRow:
     tables = _number(c, "tables_per_second")
     plotted = _int(c, "sectors_plotted")
     sector_bytes = _number(c, "sector_bytes") or float(sector_size(PIECES_PER_SECTOR))
-    measured = plotted * 3600.0 / uptime_s if role == "plot-server" and plotted and uptime_s > 0 else 0.0
+    busy_s = _number(c, "plotting_busy_s") or uptime_s
+    measured = plotted * 3600.0 / busy_s if role == "plot-server" and plotted and busy_s > 0 else 0.0
     if measured:
         tib_per_hour, basis = measured * sector_bytes / TIB, "measured"
     elif tables > 0:
@@ -231,7 +235,8 @@ def _gpu(role: str, instance: str, c: dict, uptime_s: float) -> GpuRow:
         role=role, instance=instance, backend=str(c.get("backend", "")), gpu_model=str(c.get("gpu_model", "")),
         gpus=_int(c, "gpus"), vram_bytes=_int(c, "vram_bytes"), tables_per_second=tables, hourly_cost=cost,
         accepting_work=c.get("accepting_work", 0) == 1, self_test=str(c.get("self_test", "")),
-        sectors_plotted=plotted, sectors_per_hour=round(measured, 3), proved=_int(c, "proved"),
+        sectors_plotted=plotted, sectors_per_hour=round(measured, 3),
+        seconds_per_sector=_number(c, "seconds_per_sector"), proved=_int(c, "proved"),
         avg_proving_ms=_number(c, "avg_proving_ms"), tib_per_hour=round(tib_per_hour, 6),
         cost_per_tib=round(cost / tib_per_hour, 4) if cost is not None and tib_per_hour > 0 else None,
         cost_basis=basis if cost is not None and tib_per_hour > 0 else "")

@@ -5,7 +5,9 @@ cache, plot-servers, a plot-client and a proof-server.
 * A new farm of two sectors is plotted by the cluster (jobs on the work queue, pieces from the
   cache over TCP, sectors downloaded over TCP into the farm), farmed, and the dev node authors a
   block from a solution on one of those sectors (re-verified here offline); every piece of the
-  plot reads back identical to the archived piece (``reading.read_piece``).
+  plot reads back identical to the archived piece (``reading.read_piece``). The plot-server's and
+  the plot-client's Prometheus endpoints count the sectors: plotter counters and times, piece
+  fetches, TCP bytes, bus and self-test gauges; the farm's official sector metrics.
 * A plot-server SIGKILLed while plotting leaves its job to a second plot-server (redelivered
   after the queue's ack wait); the sector slot is written exactly once, from the second one.
 """
@@ -16,9 +18,11 @@ import asyncio
 import json
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "plot_server"))
 from plot_cluster import (  # noqa: E402
@@ -181,20 +185,62 @@ def read_back(chain: Chain, farm_dir: Path, sectors: int) -> int:
     return checked
 
 
+def scrape(port: int) -> dict[str, float]:
+    """``/metrics`` of a daemon: each sample's value under ``name{label="value",...}`` (labels
+    sorted) and its plain ``name`` summed over all label sets."""
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+    values: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            labels = ",".join(f'{k}="{v}"' for k, v in sorted(sample.labels.items()))
+            values[f"{sample.name}{{{labels}}}"] = sample.value
+            values[sample.name] = values.get(sample.name, 0.0) + sample.value
+    return values
+
+
+def check_plotting_metrics(plot_server: dict[str, float], plot_client: dict[str, float], farm_id: str) -> None:
+    plotter = "subspace_farmer_plotter"
+    assert plot_server[f"{plotter}_sector_plotted_counter_Sectors_total"] == 2
+    assert plot_server[f"{plotter}_sector_plotting_time_seconds_count"] == 2
+    assert plot_server[f"{plotter}_sector_plotting_time_seconds_sum"] > 0
+    assert plot_server[f"{plotter}_sector_downloading_time_seconds_count"] == 2
+    assert plot_server[f"{plotter}_sector_encoding_time_seconds_count"] == 2
+    assert plot_server[f"{plotter}_sector_upload_time_seconds_count"] == 2
+    assert plot_server[f'{plotter}_jobs_total{{kind="cpu-subspace_proof_of_space::chia::ChiaTable",outcome="done"}}'] == 2
+    assert plot_server[f"{plotter}_plotting_capacity_total_Sectors"] == 1
+    assert plot_server["subspace_farmer_piece_getter_pieces_total"] >= 2  # one piece per sector
+    assert plot_server['subspace_farmer_tcp_sent_bytes_total{kind="sector"}'] > 0  # sectors served
+    assert plot_server["subspace_farmer_bus_request_time_seconds_count"] > 0
+    assert plot_server['subspace_farmer_gpu_self_test_passed{backend="cpu"}'] == 1
+    farm = f'{{farm_id="{farm_id}"}}'
+    for name in ("sector_plotted_counter_Sectors_total", "sector_written_counter_Sectors_total",
+                 "sector_plotting_time_seconds_count", "sector_downloading_time_seconds_count",
+                 "sector_encoding_time_seconds_count", "sector_writing_time_seconds_count"):
+        assert plot_client[f"subspace_farmer_farm_{name}{farm}"] == 2, name
+    assert plot_client[f"subspace_farmer_farm_sector_plotting_time_seconds_sum{farm}"] > 0
+    assert plot_client[f'subspace_farmer_farm_sectors_total_Sectors{{farm_id="{farm_id}",state="Plotted"}}'] == 2
+    assert plot_client[f'subspace_farmer_farm_sectors_total_Sectors{{farm_id="{farm_id}",state="NotPlotted"}}'] == 0
+
+
 def test_cluster_plots_a_farm_that_authors_a_block(chain, tmp_path):
     farm = tmp_path / "farm"
+    server_port, client_port = free_port(), free_port()
     processes = [
-        start_plot_server(chain.nats.url, tmp_path / "plot-server", chain.base, "ps-main", "--priority-cache"),
+        start_plot_server(chain.nats.url, tmp_path / "plot-server", chain.base, "ps-main", "--priority-cache",
+                          "--prometheus-listen-on", f"127.0.0.1:{server_port}"),
         RoleProcess("proof-server", chain.nats.url, ["proof-server", "--kzg-params", "dev", "--instance", "prs-main"],
                     chain.base / "proof-server.log"),
     ]
-    plot_client = start_plot_client(chain, farm, 2, "pc-main", "--plotting-concurrency", "2")
+    plot_client = start_plot_client(chain, farm, 2, "pc-main", "--plotting-concurrency", "2",
+                                    "--prometheus-listen-on", f"127.0.0.1:{client_port}")
     processes.append(plot_client)
     try:
         public_key = farm_public_key(plot_client)
         first = plot_client.wait_for_event("sector written", PLOT_TIMEOUT_S)
         block = wait_for_block(chain.node.url, public_key, BLOCK_TIMEOUT_S)
         plot_client.wait_for_event("sector written", PLOT_TIMEOUT_S, count=2)
+        processes[0].wait_for_event("sector delivered", 60, count=2)
+        check_plotting_metrics(scrape(server_port), scrape(client_port), first["farm"])
         plot_client.wait_for(f"Successfully signed reward hash 0x{block['hash']}", 60)
     except BaseException:
         for process in processes:

@@ -95,8 +95,15 @@ def test_cost_per_tib_measured_and_estimated():
                       accepting_work=1, sectors_plotted=100)
     fresh = record("plot-server", "gpu1", tables_per_second=10.0, hourly_cost=1.0, self_test="passed", accepting_work=1)
     free = record("proof-server", "pf", tables_per_second=9.0, self_test="passed", accepting_work=1, proved=7)
-    snapshot = build_snapshot([CONTROLLER, measured, fresh, free], now=NOW)
+    # plotted 12 sectors of 1000 pieces in 1800 s of plotting (busy) out of 3 h up: its rate is 24/h
+    busy = record("plot-server", "gpu2", uptime=10800, backend="gpu", tables_per_second=50.0, hourly_cost=3.0,
+                  self_test="passed", accepting_work=1, sectors_plotted=12, plotting_busy_s=1800.0,
+                  seconds_per_sector=150.0, sector_bytes=sector)
+    snapshot = build_snapshot([CONTROLLER, measured, fresh, free, busy], now=NOW)
     rows = {g.instance: g for g in snapshot.gpus}
+    assert rows["gpu2"].cost_basis == "measured" and rows["gpu2"].sectors_per_hour == 24.0
+    assert rows["gpu2"].seconds_per_sector == 150.0
+    assert rows["gpu2"].cost_per_tib == pytest.approx(3.0 / (24 * sector / TIB), rel=1e-3)
     tib_per_hour = 50 * sector / TIB  # 100 sectors in 2 h
     assert rows["gpu0"].cost_basis == "measured" and rows["gpu0"].sectors_per_hour == 50.0
     assert rows["gpu0"].cost_per_tib == pytest.approx(2.0 / tib_per_hour, rel=1e-3)
@@ -104,7 +111,7 @@ def test_cost_per_tib_measured_and_estimated():
     assert rows["gpu1"].cost_basis == "self-test" and rows["gpu1"].cost_per_tib == pytest.approx(1.0 / estimated,
                                                                                                   rel=1e-3)
     assert rows["pf"].cost_per_tib is None and rows["pf"].cost_basis == "" and rows["pf"].proved == 7
-    assert snapshot.totals.hourly_cost == 3.0
+    assert snapshot.totals.hourly_cost == 6.0
 
 
 def test_snapshot_is_json_and_the_screen_shows_it():
