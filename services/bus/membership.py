@@ -33,7 +33,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from typing import Any
+from typing import Any, Callable
 
 import msgspec
 import nats.errors
@@ -62,6 +62,7 @@ log = structlog.get_logger("bus.membership")
 DEFAULT_BUCKET = "autonomys-members"
 MEMBER_TTL = 60.0  # spec 06: a member silent for 60 s is gone
 REFRESH_INTERVAL = 30.0  # spec 06: identification every 30 s
+CAPACITY_REFRESH_S = 5.0  # how often a daemon's record follows its counters
 WATCH_ATTEMPTS = 3  # creating the watcher's consumer, each with nats-py's 5 s API timeout
 _TOKEN = re.compile(r"^[-_=a-zA-Z0-9]+$")
 
@@ -126,6 +127,19 @@ class Registration:
         """Change fields (e.g. ``capacity``) and publish them now."""
         self.member = msgspec.structs.replace(self.member, **changes)
         await self._put()
+
+    async def follow(self, capacity: Callable[[], dict[str, Any]], interval: float = CAPACITY_REFRESH_S) -> None:
+        """Forever: every ``interval`` s, publish ``capacity()`` when it differs from the record
+        (what ``autonomys-farmer status`` reads); a failed put is logged and retried next round."""
+        while True:
+            await asyncio.sleep(interval)
+            fields = capacity()
+            if fields == self.member.capacity:
+                continue
+            try:
+                await self.update(capacity=fields)
+            except (nats.errors.Error, asyncio.TimeoutError) as exc:
+                log.warning("membership.update_failed", key=self.member.key, error=str(exc) or type(exc).__name__)
 
     async def stop(self, leave: bool = True) -> None:
         """Stop refreshing; ``leave`` deletes the record now (else it expires after the TTL)."""

@@ -61,7 +61,6 @@ from services.protocol.solution import Solution
 APP_INFO_TIMEOUT_S = 10.0
 PROOF_SERVER_REQUESTS_IN_FLIGHT = 8  # candidates sent to proof-servers at once
 APP_INFO_MAX_BACKOFF_S = 10.0
-STATUS_REFRESH_S = 5.0  # membership capacity follows the counters (autonomys-farmer status)
 
 
 def load_proving_backend(kzg_params: str | None, backend: str | None = None):  # noqa: ANN201
@@ -186,7 +185,7 @@ class PlotClientService(Daemon):
         self.spawn(self._scheduler.run(), fatal=True)
         self.spawn(self._follow_slots(), fatal=True)
         self.spawn(self._sign_rewards(), fatal=True)
-        self.spawn(self._refresh_membership(), fatal=True)
+        self.spawn(self._registration.follow(self._capacity), fatal=True)
         if self._plotting is not None:
             self.spawn(self._plotting.run(), fatal=True)
         await self.stop_event.wait()
@@ -291,13 +290,3 @@ class PlotClientService(Daemon):
             capacity[f"{prefix}.rewards"] = context.stats.reward_signatures
             capacity[f"{prefix}.public_key"] = context.farm.public_key.hex()[:16]
         return capacity
-
-    async def _refresh_membership(self) -> None:
-        while True:
-            await asyncio.sleep(STATUS_REFRESH_S)
-            capacity = self._capacity()
-            if self._registration is not None and capacity != self._registration.member.capacity:
-                try:
-                    await self._registration.update(capacity=capacity)
-                except (nats.errors.Error, asyncio.TimeoutError) as exc:  # the next check carries it
-                    self.log.warning("membership update failed", error=str(exc) or type(exc).__name__)

@@ -176,7 +176,7 @@ class PlotServerService(Daemon):
                       queue=self.queue.stream, consumer=self.queue.consumer)
 
     async def run(self) -> None:
-        self.spawn(self._capacity_loop())
+        self.spawn(self.registration.follow(self._capacity, 2.0))
         if self.worker is None:  # the self-test failed: refuse work until stopped
             await self.stop_event.wait()
             return
@@ -270,20 +270,6 @@ class PlotServerService(Daemon):
             "plotting_busy_s": round(self.busy.seconds, 1),
             "sector_bytes": self.sector_bytes,
         }
-
-    async def _capacity_loop(self) -> None:
-        last: dict | None = None
-        while True:
-            await asyncio.sleep(2.0)
-            capacity = self._capacity()
-            if capacity != last and self.registration is not None:
-                try:
-                    await self.registration.update(capacity=capacity)
-                    last = capacity
-                except Exception as exc:  # noqa: BLE001 - the next refresh carries it
-                    self.log.debug("capacity update failed", error=str(exc))
-
-    # ---- one job
 
     async def _client_request(self, held: HeldJob, msg):  # noqa: ANN001, ANN201
         return await self.bus.request(msg, held.job.client, timeout=CLIENT_REQUEST_TIMEOUT_S, retries=0)

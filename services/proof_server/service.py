@@ -34,7 +34,6 @@ import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-import nats.errors
 
 from services.bus.client import Bus
 from services.bus.membership import Member, Membership
@@ -47,7 +46,6 @@ from services.protocol.proving import ProvingError, prove_record
 from services.protocol.reading import ReadingError
 from services.protocol.solution import Solution
 
-STATUS_REFRESH_S = 5.0  # membership capacity follows the proof counters (autonomys-farmer status)
 SERVICE_CONCURRENCY = 256  # requests taken off the subscription at once (most answer "busy")
 DEFAULT_GPU_CONCURRENCY = 2
 
@@ -124,18 +122,8 @@ class ProofServerService(Daemon):
         }
 
     async def run(self) -> None:
-        self.spawn(self._refresh_membership(), fatal=True)
+        self.spawn(self._registration.follow(self._capacity), fatal=True)
         await self.stop_event.wait()
-
-    async def _refresh_membership(self) -> None:
-        while True:
-            await asyncio.sleep(STATUS_REFRESH_S)
-            capacity = self._capacity()
-            if self._registration is not None and capacity != self._registration.member.capacity:
-                try:
-                    await self._registration.update(capacity=capacity)
-                except (nats.errors.Error, asyncio.TimeoutError) as exc:  # the next check carries it
-                    self.log.warning("membership update failed", error=str(exc) or type(exc).__name__)
 
     async def stop(self) -> None:
         await self.cancel_tasks()
