@@ -1,6 +1,7 @@
 """The operator's `nats` CLI (natscli v0.5.0, installed by .ci/run) shows the cluster: the
 membership bucket and its records (`nats kv ...`), the bucket's stream and the watchers'
-consumers (`nats stream ls -a`, `nats consumer info`), and cluster traffic (`nats sub
+consumers (`nats stream ls -a`, `nats consumer info`), the plotting work queue's stream and
+consumer (a queued sector job), and cluster traffic (`nats sub
 'subspace.>'`, decoded with the --translate one-liner of docs/OPERATIONS.md).
 
 Without the binary the test skips with the reason; under CI (CI=true) a missing binary fails."""
@@ -18,8 +19,11 @@ from pathlib import Path
 import pytest
 
 from services.bus import Bus
+from services.bus.jobs import WorkQueue, consumer_name, stream_name
 from services.bus.membership import DEFAULT_BUCKET, Member, Membership
 from services.controller.messages import CacheIdentify, FarmerIdentify
+from services.plot_server.messages import PLOT_SECTOR_QUEUE, SECTOR_JOB_QUEUE, PlotSectorJob
+from services.protocol.sector import FarmerProtocolInfo
 
 pytestmark = pytest.mark.integration
 
@@ -78,6 +82,16 @@ async def test_nats_cli_shows_the_cluster(nats_server):
         assert len(consumers) == 1  # the watcher above
         consumer = json.loads(await run("consumer", "info", f"KV_{DEFAULT_BUCKET}", consumers[0], "--json"))
         assert consumer["stream_name"] == f"KV_{DEFAULT_BUCKET}"
+
+        # the plotting work queue (docs/OPERATIONS.md): one job waiting for a plot-server
+        queue = await WorkQueue.open(bus, PlotSectorJob, SECTOR_JOB_QUEUE)
+        await queue.publish(PlotSectorJob.build("farm-1", bytes(32), 7, FarmerProtocolInfo(1, 2, 5, (1, 10), 4), 4,
+                                                "node1-plot-client"))
+        jobs_stream, workers = stream_name(PLOT_SECTOR_QUEUE), consumer_name(PLOT_SECTOR_QUEUE)
+        assert (jobs_stream, workers) == ("autonomys-jobs-plot-sector", "plot-sector-workers")  # as documented
+        assert jobs_stream in (await run("stream", "ls", "--names")).split()
+        queued = json.loads(await run("consumer", "info", jobs_stream, workers, "--json"))
+        assert queued["num_pending"] == 1 and queued["num_ack_pending"] == 0, queued
 
         sub = await asyncio.create_subprocess_exec(binary, "--server", url, "--no-context", "sub", "subspace.>",
                                                    "--count", "2", "--translate", TRANSLATE,
