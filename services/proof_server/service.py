@@ -90,13 +90,14 @@ class ProofServerService(Daemon):
         self.bus = await Bus.connect(list(cfg.nats_servers), name=f"proof-server-{cfg.instance}",
                                      metrics=self.metrics.bus)
         if readiness.ok:
-            self.kzg, self.erasure, self.proofs_for_seed = await asyncio.to_thread(
-                load_proving_backend, cfg.kzg_params, self.backend
-            )
             self._executor = ThreadPoolExecutor(self.concurrency, thread_name_prefix="prove")
             cores = os.cpu_count() or 1
             self._parts_pool = ThreadPoolExecutor(cores, thread_name_prefix="prove-parts")
-            self.workers = Workers(self._parts_pool, cores)  # NTTs and the witness MSM split over cores
+            # the PoS table build, the NTTs and the witness MSM of one proof split over the cores
+            self.workers = Workers(self._parts_pool, cores)
+            self.kzg, self.erasure, self.proofs_for_seed = await asyncio.to_thread(
+                load_proving_backend, cfg.kzg_params, self.backend, self.workers
+            )
             self._service = await self.bus.serve(ProveRequest, self._on_prove, max_concurrency=SERVICE_CONCURRENCY)
         membership = await Membership.open(self.bus)
         self._registration = await membership.register(
@@ -188,7 +189,8 @@ class ProofServerService(Daemon):
                             self.workers)
 
 
-def load_proving_backend(kzg_params: str | None, backend: str):  # noqa: ANN201 - (Kzg, ErasureCoding, ProofsForSeed)
+def load_proving_backend(kzg_params: str | None, backend: str,  # noqa: ANN201 - (Kzg, ErasureCoding, ProofsForSeed)
+                         workers: Workers | None = None):
     from services.kzg_setup import KzgSetupError, load_kzg
     from services.protocol.erasure import ErasureCoding
     from services.protocol.s_bucket_proofs import chia_proofs_for_seed
@@ -197,4 +199,4 @@ def load_proving_backend(kzg_params: str | None, backend: str):  # noqa: ANN201 
         kzg = load_kzg(kzg_params)
     except KzgSetupError as exc:
         raise DaemonError(f"{exc} (--kzg-params PATH|mainnet|dev)") from None
-    return kzg, ErasureCoding(16), chia_proofs_for_seed(backend)
+    return kzg, ErasureCoding(16), chia_proofs_for_seed(backend, workers)

@@ -18,6 +18,7 @@ import numpy as np
 
 from services.protocol.auditing import blake3_hash_rows
 from services.protocol.constants import POS_PROOF_SIZE, RECORD_NUM_S_BUCKETS
+from services.protocol.parallel import Workers
 
 
 class SBucketProofs(NamedTuple):
@@ -76,16 +77,17 @@ def proofs_from_tables(tables) -> SBucketProofs:  # noqa: ANN001 - pos.Tables or
     return check_s_bucket_proofs(SBucketProofs(found, proofs))
 
 
-def chia_proofs_for_seed(backend: str | None = "auto") -> ProofsForSeed:
+def chia_proofs_for_seed(backend: str | None = "auto", workers: Workers | None = None) -> ProofsForSeed:
     """``ProofsForSeed`` building the real K=20 Chia tables (the protocol's PoS) on ``backend``
     (``cpu``, ``gpu`` or ``auto``; None = auto: see ``services.protocol.pos.api.resolve_backend``;
     callers wanting ``$AUTONOMYS_POS_BACKEND`` pass ``services.pos_backend.pos_backend()``). On the CPU
     each calling thread builds in its own reused arena and keeps only what the s-bucket search
-    reads (``services.protocol.pos.scratch``)."""
+    reads (``services.protocol.pos.scratch``); ``workers`` split each CPU build over the caller's
+    threads (a proof-server's one table set per proof; see ``pos.cpu_backend``)."""
     from services.protocol.pos import create_tables  # heavy numba import, only when used
 
     def proofs_for_seed(seed: bytes) -> SBucketProofs:
-        return proofs_from_tables(create_tables(seed, 20, backend))
+        return proofs_from_tables(create_tables(seed, 20, backend, workers=workers))
 
     return proofs_for_seed
 

@@ -25,11 +25,14 @@ def official_chain_flags() -> tuple[str, ...]:
 
 
 class ClusterProcess:
-    def __init__(self, name: str, nats_url: str, role_args: list[str], log_path: Path) -> None:
+    def __init__(self, name: str, nats_url: str, role_args: list[str], log_path: Path,
+                 cluster_args: tuple[str, ...] = ()) -> None:
+        """``cluster_args``: flags of ``cluster`` itself (before the role), after the NATS server."""
         self.name = name
         self.log_path = log_path
         self._log = open(log_path, "ab")
-        cmd = [sys.executable, "-m", "services", "cluster", "--log-format", "json", "--nats-server", nats_url, *role_args]
+        cmd = [sys.executable, "-m", "services", "cluster", "--log-format", "json", "--nats-server", nats_url,
+               *cluster_args, *role_args]
         env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
         self.proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT)
 
@@ -41,33 +44,54 @@ class ClusterProcess:
     def tail(self, lines: int = 60) -> str:
         return f"--- {self.name} ({self.log_path}) ---\n" + "\n".join(self.text().splitlines()[-lines:])
 
-    def events(self, name: str) -> list[dict]:
-        """The JSON log records whose ``event`` is ``name``."""
+    def events(self, name: str, **fields: object) -> list[dict]:
+        """The JSON log records whose ``event`` is ``name`` (and whose ``fields`` match)."""
         found = []
         for line in self.text().splitlines():
             try:
                 record = json.loads(line)
             except ValueError:
                 continue
-            if isinstance(record, dict) and record.get("event") == name:
+            if isinstance(record, dict) and record.get("event") == name and all(
+                    record.get(k) == v for k, v in fields.items()):
                 found.append(record)
         return found
 
-    def wait_for(self, needle: str, timeout: float) -> str:
-        """The first log line containing ``needle``; fails if the process exits or time runs out."""
+    def wait_for_event(self, name: str, timeout: float, count: int = 1, **fields: object) -> dict:
+        """The ``count``-th ``name`` event (matching ``fields``); fails if the process exits first."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            for line in self.text().splitlines():
-                if needle in line:
-                    return line
+            found = self.events(name, **fields)
+            if len(found) >= count:
+                return found[count - 1]
+            if self.proc.poll() is not None:
+                raise AssertionError(f"{self.name} exited with {self.proc.returncode} before {name!r}:\n{self.tail()}")
+            time.sleep(0.2)
+        raise AssertionError(f"{self.name}: no {name!r} {fields} (x{count}) within {timeout} s:\n{self.tail()}")
+
+    def lines_with(self, needle: str) -> list[str]:
+        return [line for line in self.text().splitlines() if needle in line]
+
+    def wait_for(self, needle: str, timeout: float, count: int = 1) -> str:
+        """The ``count``-th log line containing ``needle``; fails if the process exits first."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = self.lines_with(needle)
+            if len(found) >= count:
+                return found[count - 1]
             if self.proc.poll() is not None:
                 raise AssertionError(f"{self.name} exited with {self.proc.returncode} before {needle!r}:\n{self.tail()}")
             time.sleep(0.2)
-        raise AssertionError(f"{self.name}: no {needle!r} within {timeout} s:\n{self.tail()}")
+        raise AssertionError(f"{self.name}: no {needle!r} (x{count}) within {timeout} s:\n{self.tail()}")
 
     def children(self) -> list[int]:
         out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(self.proc.pid)], capture_output=True, text=True).stdout
         return [int(x) for x in out.split()]
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait()
 
     def terminate(self, timeout: float = 60.0) -> int:
         """SIGTERM and wait; the exit status (kills and fails loudly on a hang)."""
@@ -79,5 +103,6 @@ class ClusterProcess:
                 self.proc.kill()
                 self.proc.wait()
                 raise AssertionError(f"{self.name} ignored SIGTERM for {timeout} s:\n{self.tail()}")
-        self._log.close()
+        if not self._log.closed:
+            self._log.close()
         return self.proc.returncode

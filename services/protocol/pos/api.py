@@ -14,6 +14,7 @@ import functools
 import numpy as np
 
 from ..hashes import blake3_hash
+from ..parallel import Workers
 from .chacha8 import f1_some
 from .cpu_backend import build_tables_cpu
 from .matching import SQUARE_TERMS
@@ -58,13 +59,14 @@ def resolve_backend(backend: str | None) -> str:
 
 
 def create_tables(seed: bytes, k: int = 20, backend: str | None = "auto", *, keep_table_ys: bool = False,
-                  scratch: TableScratch | None = None) -> Tables:
+                  scratch: TableScratch | None = None, workers: Workers | None = None) -> Tables:
     """Build tables 1..7 for ``seed`` (32 bytes) at size ``k`` on ``backend``.
 
     The result keeps what proof search needs (about 32 MiB at K=20); ``keep_table_ys`` also
     keeps the ys of tables 1..6 (``Tables.table_ys``: conformance checks, tools). The CPU
     backend works in ``scratch`` (default: the calling thread's arena, reused build after
-    build; see ``scratch.py``).
+    build; see ``scratch.py``); ``workers`` (CPU) split one build's matching and Fn over the
+    caller's threads (same tables, sooner: proving).
     """
     seed = check_seed(seed)
     validate_k(k)
@@ -73,7 +75,7 @@ def create_tables(seed: bytes, k: int = 20, backend: str | None = "auto", *, kee
         from .gpu_backend import build_tables_gpu
 
         return Tables(seed, build_tables_gpu(seed, k, keep_table_ys), "gpu")
-    arrays = build_tables_cpu(seed, k, thread_scratch() if scratch is None else scratch, keep_table_ys)
+    arrays = build_tables_cpu(seed, k, thread_scratch() if scratch is None else scratch, keep_table_ys, workers)
     return Tables(seed, arrays, "cpu")
 
 

@@ -7,12 +7,21 @@ build several table sets at once on threads, each with its own ``TableScratch``.
 Memory: every working array lives in the scratch (see scratch.py) and is reused table after
 table; what a table leaves behind is only what proof search needs, gathered as soon as the
 table is sorted (its packed parent pairs, exact size; x for table 1; the ys of table 7).
+
+One build on several threads (``workers``, the caller's ``Workers``: a proof must be ready
+within the farming timeout, so a proof-server splits its one table set over its cores): the
+matching of each table is split into contiguous bucket ranges of about equal size, each
+matched into a buffer of its own and concatenated in bucket order (the serial order), and Fn
+is split into contiguous ranges of the matches. Sorting stays serial. Plot-servers encode one
+record per thread and pass no workers.
 """
 
 from __future__ import annotations
 
 import numpy as np
 from numba import njit
+
+from ..parallel import Workers, worker_count
 
 from .chacha8 import f1_into, keystream_blocks
 from .fn import fn_into
@@ -57,16 +66,71 @@ def _match(scratch: TableScratch, kept: int, bucket_start: np.ndarray, n_buckets
         scratch.grow(n + MAX_BUCKET_SIZE)
 
 
-def build_tables_cpu(seed: bytes, k: int, scratch: TableScratch, keep_table_ys: bool = False) -> TableArrays:
+PARALLEL_MIN_ENTRIES = 1 << 14  # below this a table is matched / hashed on the calling thread
+
+
+def _match_range(y: np.ndarray, bucket_start: np.ndarray, first: int, end: int, bits: int,
+                 dtype: np.dtype) -> np.ndarray:
+    """The matches of bucket pairs ``first .. end - 1`` (a buffer of their own, grown as needed)."""
+    entries = int(bucket_start[end + 1] - bucket_start[first])
+    pairs = np.empty(entries + entries // 8 + 2 * MAX_BUCKET_SIZE, dtype=dtype)
+    n, next_pair = 0, first
+    while True:
+        # n_buckets = end + 1 bounds the kernel's walk at bucket pair end - 1
+        n, next_pair = find_matches_into(y, bucket_start, end + 1, TARGET_ROW, TARGET_COL, pairs, n, next_pair, bits)
+        if next_pair >= end:
+            return pairs[:n]
+        grown = np.empty(2 * pairs.shape[0], dtype=dtype)
+        grown[:n] = pairs[:n]
+        pairs = grown
+
+
+def _match_split(scratch: TableScratch, kept: int, bucket_start: np.ndarray, n_buckets: int, bits: int,
+                 workers: Workers) -> int:
+    """:func:`_match` over ``workers``: bucket ranges of about ``kept / parts`` entries each."""
+    parts = worker_count(workers)
+    last = n_buckets - 1
+    cuts = [0]
+    for p in range(1, parts):
+        cut = int(np.searchsorted(bucket_start[:n_buckets], kept * p // parts))
+        cuts.append(min(max(cut, cuts[-1]), last))
+    cuts.append(last)
+    y = scratch.y_parent[:kept]
+    found = workers.run_all([(_match_range, y, bucket_start, a, b, bits, scratch.pairs.dtype)
+                             for a, b in zip(cuts, cuts[1:]) if b > a])
+    total = sum(part.shape[0] for part in found)
+    scratch.grow(total)
+    offset = 0
+    for part in found:
+        scratch.pairs[offset:offset + part.shape[0]] = part
+        offset += part.shape[0]
+    return total
+
+
+def _fn_split(k: int, table: int, s: TableScratch, n: int, bits: int, workers: Workers | None) -> None:
+    """Fn of the ``n`` matches in ``s.pairs`` into ``s.y_new`` / ``s.meta_new_*``, in
+    contiguous ranges over ``workers``."""
+    parts = worker_count(workers)
+    if parts <= 1 or n < PARALLEL_MIN_ENTRIES:
+        fn_into(k, table, s.y_parent, s.meta_parent_hi, s.meta_parent_lo, s.pairs, n, bits,
+                s.y_new, s.meta_new_hi, s.meta_new_lo)
+        return
+    bounds = [n * p // parts for p in range(parts + 1)]
+    workers.run_all([(fn_into, k, table, s.y_parent, s.meta_parent_hi, s.meta_parent_lo, s.pairs[a:b], b - a, bits,
+                      s.y_new[a:b], s.meta_new_hi[a:b], s.meta_new_lo[a:b]) for a, b in zip(bounds, bounds[1:])])
+
+
+def build_tables_cpu(seed: bytes, k: int, scratch: TableScratch, keep_table_ys: bool = False,
+                     workers: Workers | None = None) -> TableArrays:
     if not scratch.in_use.acquire(blocking=False):
         raise RuntimeError("this TableScratch is in use by another table build (one build per arena at a time)")
     try:
-        return _build(seed, k, scratch, keep_table_ys)
+        return _build(seed, k, scratch, keep_table_ys, workers)
     finally:
         scratch.in_use.release()
 
 
-def _build(seed: bytes, k: int, scratch: TableScratch, keep_table_ys: bool) -> TableArrays:
+def _build(seed: bytes, k: int, scratch: TableScratch, keep_table_ys: bool, workers: Workers | None) -> TableArrays:
     n_buckets = num_buckets(k)
     bits = table_pair_bits(k)
     scratch.prepare(k)
@@ -85,9 +149,11 @@ def _build(seed: bytes, k: int, scratch: TableScratch, keep_table_ys: bool) -> T
     ys = [s.y_parent[:kept].copy()] if keep_table_ys else None
     children = []
     for table in range(2, 8):
-        n = _match(s, kept, bucket_start, n_buckets, bits)
-        fn_into(k, table, s.y_parent, s.meta_parent_hi, s.meta_parent_lo, s.pairs, n, bits,
-                s.y_new, s.meta_new_hi, s.meta_new_lo)
+        if worker_count(workers) > 1 and kept >= PARALLEL_MIN_ENTRIES:
+            n = _match_split(s, kept, bucket_start, n_buckets, bits, workers)
+        else:
+            n = _match(s, kept, bucket_start, n_buckets, bits)
+        _fn_split(k, table, s, n, bits, workers)
         # the parent's ys and metadata are dead now: they hold the radix sort's scratch
         kept, bucket_start = bucketize_into(s.y_new[:n], n_buckets, s.y_new, s.order, s.y_parent,
                                             s.meta_parent_lo.view(np.uint32))

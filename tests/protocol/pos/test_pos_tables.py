@@ -7,11 +7,14 @@ results and the three negative cases. K=20 over all 8 seeds is marked slow.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import pytest
 from pos_vector_data import load_vectors
 
 from services.protocol.hashes import blake3_hash
+from services.protocol.parallel import Workers
 from services.protocol.pos import create_tables, proof_hash, proof_size, verify, verify_quality
 
 
@@ -62,12 +65,12 @@ def _next_seed(index: int) -> bytes:
     return blake3_hash((index + 1).to_bytes(4, "little"))
 
 
-def _run_seed(k: int, seed_index: int) -> None:
+def _run_seed(k: int, seed_index: int, workers: Workers | None = None) -> None:
     data = load_vectors(k)
     assert data["proof_len"] == proof_size(k)
     entry = data["seeds"][seed_index]
     seed = bytes.fromhex(entry["seed"])
-    tables = create_tables(seed, k, backend="cpu", keep_table_ys=True)
+    tables = create_tables(seed, k, backend="cpu", keep_table_ys=True, workers=workers)
     _check_tables(tables, entry)
     _check_challenges(tables, seed, _next_seed(entry["index"]), entry, k, has_first_proof_field=k == 20)
 
@@ -85,6 +88,18 @@ def test_reference_vectors_k20_first_seed():
 @pytest.mark.parametrize("seed_index", range(1, 8))
 def test_reference_vectors_k20_other_seeds(seed_index):
     _run_seed(20, seed_index)
+
+
+@pytest.mark.parametrize("seed_index", range(8))
+def test_reference_vectors_k17_one_build_split_over_workers(seed_index):
+    # 3 parts: uneven bucket ranges and Fn ranges, concatenated in bucket order
+    with ThreadPoolExecutor(3) as pool:
+        _run_seed(17, seed_index, Workers(pool, 3))
+
+
+def test_reference_vectors_k20_one_build_split_over_two_workers():
+    with ThreadPoolExecutor(2) as pool:
+        _run_seed(20, 1, Workers(pool, 2))
 
 
 @pytest.mark.parametrize("k", [17, 20])
