@@ -20,7 +20,7 @@ import msgspec
 import structlog
 
 from services.p2p import frames
-from services.p2p.calls import BulkCall, Call, UnaryCall
+from services.p2p.calls import BulkCall, Call
 from services.p2p.connection import FrameConnection
 from services.p2p.errors import HandshakeError, PeerClosed, PeerError, ProtocolError, RemoteError
 from services.p2p.frames import ITEM_HEADER, ITEM_HEADER_SIZE, SERVER_TO_CLIENT, ErrorBody, Kind, RequestEnvelope

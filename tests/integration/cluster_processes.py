@@ -5,6 +5,7 @@ Import as ``cluster_processes`` (tests/integration is on sys.path for its tests)
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -22,6 +23,20 @@ def official_chain_flags() -> tuple[str, ...]:
     from shared_paths import require_mainnet_kzg
 
     return ("--kzg-params", str(require_mainnet_kzg()), "--rpc-methods", "unsafe")
+
+
+def wait_for_our_block(url: str, public_key: str, timeout: float) -> dict:
+    """The first block the dev node at ``url`` authored from ``public_key``'s solutions."""
+    from dev_node_process import call
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        blocks = asyncio.run(call(url, "dev_blocks"))
+        ours = [b for b in blocks if b["solution"]["publicKey"] == public_key]
+        if ours:
+            return ours[0]
+        time.sleep(1.0)
+    raise AssertionError(f"no block from the farm within {timeout} s; {asyncio.run(call(url, 'dev_status'))}")
 
 
 class ClusterProcess:

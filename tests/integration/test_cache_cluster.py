@@ -55,7 +55,7 @@ from services.cache.store import KIND_PUT, LOG_HEADER, RECORD_SIZE  # noqa: E402
 from services.controller.messages import FindPiecesInCacheRequest  # noqa: E402
 from services.p2p import handshake  # noqa: E402
 from services.p2p.client import PeerClient  # noqa: E402
-from services.p2p.message import BulkItem, Missing  # noqa: E402
+from services.p2p.message import BulkItem  # noqa: E402
 from services.p2p.server import PeerServer  # noqa: E402
 from services.p2p.sinks import KeyedBuffers  # noqa: E402
 from services.protocol.constants import NUM_PIECES, PIECE_SIZE  # noqa: E402

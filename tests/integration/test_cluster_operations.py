@@ -13,7 +13,6 @@ second proof-server whose self-test fails joins: the view must show its red line
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import shlex
@@ -27,8 +26,8 @@ from pathlib import Path
 
 import msgspec
 import pytest
-from cluster_processes import REPO_ROOT, ClusterProcess, official_chain_flags
-from dev_node_process import DevNodeProcess, call, clone_data_dir
+from cluster_processes import REPO_ROOT, ClusterProcess, official_chain_flags, wait_for_our_block
+from dev_node_process import DevNodeProcess, clone_data_dir
 from official_farm import copy_farm, params
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -122,17 +121,6 @@ def wait_for_json(nats_url: str, condition, what: str, timeout: float = 60.0) ->
         if time.monotonic() > deadline:
             raise AssertionError(f"status --json never showed {what}: {json.dumps(snapshot, indent=1)[:3000]}")
         time.sleep(1.0)
-
-
-def wait_for_our_block(url: str, public_key: str, timeout: float) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        blocks = asyncio.run(call(url, "dev_blocks"))
-        ours = [b for b in blocks if b["solution"]["publicKey"] == public_key]
-        if ours:
-            return ours[0]
-        time.sleep(1.0)
-    raise AssertionError(f"no block from the farm within {timeout} s; {asyncio.run(call(url, 'dev_status'))}")
 
 
 def check_metrics(ports: dict[str, int], farm_id: str) -> None:

@@ -13,11 +13,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from pathlib import Path
 
 import pytest
-from cluster_processes import ClusterProcess, official_chain_flags
+from cluster_processes import ClusterProcess, official_chain_flags, wait_for_our_block
 from dev_node_process import DevNodeProcess, call, clone_data_dir
 from official_farm import copy_farm, genesis_hash, params, vector_dir
 
@@ -35,17 +34,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 ALICE = "5GrwvaEF5zXb26Fz9rcQpDWS57CtERHpNehXCPcNoHGKutQY"
 CONTROLLER = "ctl-migration"
 BLOCK_TIMEOUT_S = 420  # first proofs after a cold start include KZG loading and numba caches
-
-
-def _wait_for_our_block(url: str, public_key: str, timeout: float) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        blocks = asyncio.run(call(url, "dev_blocks"))
-        ours = [b for b in blocks if b["solution"]["publicKey"] == public_key]
-        if ours:
-            return ours[0]
-        time.sleep(1.0)
-    raise AssertionError(f"no block from the farm within {timeout} s; {asyncio.run(call(url, 'dev_status'))}")
 
 
 def _check_block(block: dict, node_dir: Path) -> None:
@@ -94,7 +82,7 @@ def _farm_official_copy(tmp_path: Path, template: Path, nats_url: str, with_proo
                                       "--instance", "pc-migration", f"path={farm},sectors=2"],
                                      tmp_path / "plot-client.log")
         processes.append(plot_client)
-        block = _wait_for_our_block(node_url, params()["publicKey"], BLOCK_TIMEOUT_S)
+        block = wait_for_our_block(node_url, params()["publicKey"], BLOCK_TIMEOUT_S)
         plot_client.wait_for(f"Successfully signed reward hash 0x{block['hash']}", 30)
     except BaseException:
         for process in processes:
