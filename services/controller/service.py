@@ -222,10 +222,7 @@ class ControllerService(Daemon):
         if self._caches is not None:
             await self._caches.stop()
         if self._membership is not None:
-            try:
-                await self._membership.stop()
-            except Exception as exc:  # noqa: BLE001 - best effort at shutdown
-                self.log.warning("membership deregistration failed", error=str(exc))
+            await self._membership.stop()  # best effort: failures are logged there
         if self.bus is not None:
             await self.bus.close()
         if self.node is not None:

@@ -197,10 +197,7 @@ class PlotClientService(Daemon):
         for farming in self._farming:
             await farming.stop()
         if self._registration is not None:
-            try:
-                await self._registration.stop()
-            except Exception as exc:  # noqa: BLE001 - best effort at shutdown
-                self.log.warning("membership deregistration failed", error=str(exc))
+            await self._registration.stop()  # best effort: failures are logged there
         if self.bus is not None:
             await self.bus.close()
         if self._local is not None:

@@ -129,10 +129,7 @@ class ProofServerService(Daemon):
     async def stop(self) -> None:
         await self.cancel_tasks()
         if self._registration is not None:
-            try:
-                await self._registration.stop()
-            except Exception as exc:  # noqa: BLE001 - best effort at shutdown
-                self.log.warning("membership deregistration failed", error=str(exc))
+            await self._registration.stop()  # best effort: failures are logged there
         if self.bus is not None:
             await self.bus.close()
         if self._executor is not None:
